@@ -1,0 +1,73 @@
+"""The mock clock: the only source of "now" for anything with a lifetime
+(tokens, authorisations, rate-limit windows, client-certificate validity).
+
+It is the real clock plus an offset that tests move, optionally frozen. The
+OAuth timestamp window deliberately does *not* use it: clients sign with
+their real clock (SPEC.md §3.6)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+
+class MockClock:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offset = 0.0
+        self._frozen_at: float | None = None
+
+    def now(self) -> float:
+        frozen = self._frozen_at
+        if frozen is not None:
+            return frozen
+        return time.time() + self._offset
+
+    def now_datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.now(), tz=timezone.utc)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_at is not None
+
+    def advance(self, seconds: float) -> float:
+        with self._lock:
+            if self._frozen_at is not None:
+                self._frozen_at += seconds
+            else:
+                self._offset += seconds
+            return self.now()
+
+    def set(self, epoch: float) -> float:
+        with self._lock:
+            if self._frozen_at is not None:
+                self._frozen_at = float(epoch)
+            else:
+                self._offset = float(epoch) - time.time()
+            return self.now()
+
+    def freeze(self) -> float:
+        """Stop the clock where it is; ``advance`` and ``set`` still move it."""
+        with self._lock:
+            if self._frozen_at is None:
+                self._frozen_at = time.time() + self._offset
+            return self._frozen_at
+
+    def unfreeze(self) -> float:
+        """Let the clock run again from where it stands."""
+        with self._lock:
+            if self._frozen_at is not None:
+                self._offset = self._frozen_at - time.time()
+                self._frozen_at = None
+            return self.now()
+
+    def reset(self) -> float:
+        """Back on real time."""
+        with self._lock:
+            self._offset = 0.0
+            self._frozen_at = None
+            return self.now()
+
+    def state(self) -> dict[str, float | bool]:
+        return {"now": self.now(), "frozen": self.frozen, "offset": self.now() - time.time()}

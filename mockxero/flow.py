@@ -1,0 +1,303 @@
+"""The three-legged flow and its lifecycle (SPEC.md §4, §5): RequestToken,
+the Authorize consent page, AccessToken (exchange and OAuth Session
+renewal on one URL) and the Add-ons page that disconnects an application."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from .app import mock, signed_request
+from .problems import (
+    BAD_VERIFIER,
+    DENIED_ADVICE,
+    FORM_CONTENT_TYPE,
+    PARAMETER_ABSENT,
+    PARAMETER_REJECTED,
+    PERMISSION_DENIED,
+    REVOKED_ADVICE,
+    TOKEN_EXPIRED,
+    TOKEN_REJECTED,
+    OAuthProblem,
+    form_encode,
+)
+from .store import RETIRED_REVOKED, Connection, Consumer, Organisation, RequestToken, StoreError
+
+blueprint = Blueprint("flow", __name__)
+
+#: Hosts a callback may always use, whatever the registered domain.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+def _form(pairs: list[tuple[str, object]]) -> Response:
+    return Response(form_encode(pairs), status=200, content_type=FORM_CONTENT_TYPE)
+
+
+def _token_secret(consumer: Consumer, token: str) -> str | None:
+    """The secret that goes with ``token`` in an HMAC-SHA1 key."""
+    store = mock().store
+    rt = store.request_token(token)
+    if rt is not None and rt.consumer_key == consumer.consumer_key:
+        return rt.secret
+    conn = store.connection_for_token(token)
+    if conn is not None and conn.consumer_key == consumer.consumer_key:
+        return conn.access_secret
+    return None
+
+
+def _private_app_refused(consumer: Consumer) -> OAuthProblem:
+    return OAuthProblem(
+        PERMISSION_DENIED,
+        "Private applications do not use the three-legged flow: sign API calls "
+        "with oauth_token set to the consumer key")
+
+
+# -- RequestToken ---------------------------------------------------------------
+@blueprint.route("/oauth/RequestToken", methods=["GET", "POST"])
+def request_token() -> Response:
+    the_mock = mock()
+    req = signed_request()
+    consumer = the_mock.verifier.verify(req)
+    if consumer.app_type == "private":
+        raise _private_app_refused(consumer)
+    callback = req.oauth.get("oauth_callback") or "oob"
+    if callback.lower() == "oob":
+        callback = "oob"
+    else:
+        _check_callback(consumer, callback)
+    rt = the_mock.store.new_request_token(
+        consumer.consumer_key, callback, the_mock.clock.now() + the_mock.settings.request_token_ttl)
+    return _form([("oauth_token", rt.token), ("oauth_token_secret", rt.secret),
+                  ("oauth_callback_confirmed", "true")])
+
+
+def _check_callback(consumer: Consumer, callback: str) -> None:
+    try:
+        parts = urlsplit(callback)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        host, parts = "", None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise OAuthProblem(PARAMETER_REJECTED, f"oauth_callback {callback!r} is not a URL or 'oob'",
+                           status=401)
+    domain = (consumer.callback_domain or "").lower().lstrip(".")
+    if host in LOCAL_HOSTS or not domain or host == domain or host.endswith("." + domain):
+        return
+    raise OAuthProblem(PARAMETER_REJECTED, "Callback url is not the registered callback domain",
+                       status=401)
+
+
+# -- Authorize ------------------------------------------------------------------
+def _error_page(title: str, message: str, status: int = 400) -> Response:
+    return Response(render_template("error.html", title=title, message=message), status=status,
+                    content_type="text/html; charset=utf-8")
+
+
+def _pending_token(token: str | None) -> RequestToken | Response:
+    the_mock = mock()
+    if not token:
+        return _error_page("Missing request token", "The oauth_token parameter is missing.")
+    rt = the_mock.store.request_token(token)
+    if rt is None:
+        return _error_page("Unknown request token", f"The request token {token} is not recognised.")
+    if rt.state != "pending":
+        return _error_page("Request token already used",
+                           f"The request token {token} has already been {rt.state}.")
+    if the_mock.clock.now() > rt.expires_at:
+        return _error_page("Request token expired", f"The request token {token} has expired.")
+    return rt
+
+
+def callback_redirect(rt: RequestToken, organisation: Organisation | None) -> str | None:
+    """Where the browser goes after a decision; None for an oob callback."""
+    if rt.callback == "oob":
+        return None
+    if rt.state == "denied":
+        params = [("error", "access_denied"), ("error_description", "The user denied your request")]
+    else:
+        assert organisation is not None
+        params = [("oauth_token", rt.token), ("oauth_verifier", rt.verifier or ""),
+                  ("org", organisation.short_code)]
+    separator = "&" if "?" in rt.callback else "?"
+    return rt.callback + separator + urlencode(params)
+
+
+def _decided(rt: RequestToken, organisation: Organisation | None) -> Response | WerkzeugResponse:
+    the_mock = mock()
+    target = callback_redirect(rt, organisation)
+    if target is not None:
+        return redirect(target, code=302)
+    consumer = the_mock.store.consumer(rt.consumer_key)
+    if rt.state == "denied":
+        return Response(render_template("denied.html", consumer=consumer), status=200,
+                        content_type="text/html; charset=utf-8")
+    return Response(render_template("verifier.html", consumer=consumer, organisation=organisation,
+                                    verifier=rt.verifier, token=rt.token),
+                    status=200, content_type="text/html; charset=utf-8")
+
+
+@blueprint.route("/oauth/Authorize", methods=["GET"])
+def authorize_page() -> Response | WerkzeugResponse:
+    the_mock = mock()
+    found = _pending_token(request.args.get("oauth_token"))
+    if isinstance(found, Response):
+        return found
+    rt = found
+    consumer = the_mock.store.consumer(rt.consumer_key)
+    if the_mock.auto_approve:
+        org = the_mock.store.organisation(None)
+        rt = the_mock.store.decide(rt.token, True, org.organisation_id)
+        return _decided(rt, org)
+    days = the_mock.settings.authorization_ttl / 86400
+    lifetime = f"{days:g} days" if days >= 1 else f"{the_mock.settings.authorization_ttl} seconds"
+    return Response(render_template("authorize.html", consumer=consumer, token=rt.token,
+                                    callback=rt.callback, lifetime=lifetime,
+                                    organisations=the_mock.organisations()),
+                    status=200, content_type="text/html; charset=utf-8")
+
+
+@blueprint.route("/oauth/Authorize", methods=["POST"])
+def authorize() -> Response | WerkzeugResponse:
+    the_mock = mock()
+    found = _pending_token(request.form.get("oauth_token"))
+    if isinstance(found, Response):
+        return found
+    action = request.form.get("action", "allow")
+    if action not in ("allow", "deny"):
+        return _error_page("Unknown choice", f"'{action}' is neither allow nor deny.")
+    organisation = None
+    try:
+        if action == "allow":
+            organisation = the_mock.store.organisation(request.form.get("org") or None)
+        rt = the_mock.store.decide(found.token, action == "allow",
+                                   organisation.organisation_id if organisation else None)
+    except StoreError as exc:
+        return _error_page("Cannot authorise", str(exc))
+    return _decided(rt, organisation)
+
+
+# -- AccessToken ----------------------------------------------------------------
+@blueprint.route("/oauth/AccessToken", methods=["GET", "POST"])
+def access_token() -> Response:
+    the_mock = mock()
+    req = signed_request()
+    consumer = the_mock.verifier.verify(req, required=("oauth_token",), token_secret=_token_secret)
+    if consumer.app_type == "private":
+        raise _private_app_refused(consumer)
+    token = req.oauth["oauth_token"]
+    rt = the_mock.store.request_token(token)
+    if rt is not None and rt.consumer_key == consumer.consumer_key:
+        return _exchange(consumer, rt, req.oauth.get("oauth_verifier"))
+    return _renew(consumer, token, req.oauth.get("oauth_session_handle"))
+
+
+def _exchange(consumer: Consumer, rt: RequestToken, verifier: str | None) -> Response:
+    the_mock = mock()
+    settings = the_mock.settings
+    now = the_mock.clock.now()
+    if rt.state == "used":
+        raise OAuthProblem(TOKEN_REJECTED, f"Token {rt.token} does not match an expected REQUEST token")
+    if now > rt.expires_at:
+        raise OAuthProblem(TOKEN_EXPIRED, f"The request token {rt.token} has expired")
+    if rt.state == "denied":
+        raise OAuthProblem(PERMISSION_DENIED, DENIED_ADVICE)
+    if rt.state == "pending":
+        raise OAuthProblem(PERMISSION_DENIED, "The request token has not been authorised by the user")
+    if not verifier:
+        raise OAuthProblem(PARAMETER_ABSENT, "Missing required parameter(s): oauth_verifier",
+                           extra={"oauth_parameters_absent": "oauth_verifier"})
+    if verifier != rt.verifier:
+        raise OAuthProblem(BAD_VERIFIER, f"The oauth_verifier {verifier} does not match the request token")
+    if not the_mock.store.use_request_token(rt.token):
+        raise OAuthProblem(TOKEN_REJECTED, f"Token {rt.token} does not match an expected REQUEST token")
+    assert rt.organisation_id is not None
+    conn = the_mock.store.connect(consumer.consumer_key, rt.organisation_id, now,
+                                  settings.access_token_ttl, settings.authorization_ttl)
+    org = the_mock.store.organisations[conn.organisation_id]
+    pairs: list[tuple[str, object]] = [("oauth_token", conn.access_token),
+                                       ("oauth_token_secret", conn.access_secret),
+                                       ("oauth_expires_in", settings.access_token_ttl)]
+    if consumer.app_type == "partner":
+        pairs += [("oauth_session_handle", conn.session_handle),
+                  ("oauth_authorization_expires_in", settings.authorization_ttl)]
+    pairs.append(("xero_org_muid", org.org_muid))
+    return _form(pairs)
+
+
+def _renew(consumer: Consumer, token: str, session_handle: str | None) -> Response:
+    the_mock = mock()
+    store = the_mock.store
+    conn = store.connection_for_token(token)
+    if conn is None or conn.consumer_key != consumer.consumer_key:
+        retired = store.retired(token)
+        if retired is not None and retired[1] == RETIRED_REVOKED:
+            raise OAuthProblem(TOKEN_REJECTED, REVOKED_ADVICE)
+        kind = "ACCESS" if session_handle or retired else "REQUEST"
+        raise OAuthProblem(TOKEN_REJECTED, f"Token {token} does not match an expected {kind} token")
+    if consumer.app_type != "partner":
+        raise OAuthProblem(PERMISSION_DENIED, "Only partner applications can renew access tokens; "
+                                              "start again from RequestToken")
+    if not session_handle:
+        raise OAuthProblem(PARAMETER_ABSENT, "Missing required parameter(s): oauth_session_handle",
+                           extra={"oauth_parameters_absent": "oauth_session_handle"})
+    if session_handle != conn.session_handle:
+        raise OAuthProblem(TOKEN_REJECTED,
+                           f"The session handle does not match token {token}")
+    now = the_mock.clock.now()
+    if now > conn.authorization_expires_at:
+        raise OAuthProblem(PERMISSION_DENIED,
+                           "The authorisation has expired: the user must connect the application again")
+    renewed = store.renew(conn, token, now, the_mock.settings.access_token_ttl,
+                          the_mock.settings.rotate_session_handle)
+    if renewed is None:  # another renewal with the same token won the race
+        raise OAuthProblem(TOKEN_REJECTED, f"Token {token} does not match an expected ACCESS token")
+    return _form(_session_pairs(renewed, now))
+
+
+def _session_pairs(conn: Connection, now: float) -> list[tuple[str, object]]:
+    return [("oauth_token", conn.access_token),
+            ("oauth_token_secret", conn.access_secret),
+            ("oauth_expires_in", mock().settings.access_token_ttl),
+            ("oauth_session_handle", conn.session_handle),
+            ("oauth_authorization_expires_in", max(0, int(conn.authorization_expires_at - now)))]
+
+
+# -- Add-ons --------------------------------------------------------------------
+def _when(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@blueprint.route("/addons", methods=["GET"])
+def addons() -> Response:
+    the_mock = mock()
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for conn in sorted(the_mock.store.connections_for(), key=lambda c: c.created_at):
+        consumer = the_mock.store.consumer(conn.consumer_key)
+        rows.setdefault(conn.organisation_id, []).append({
+            "connection": conn,
+            "consumer_name": consumer.name if consumer else conn.consumer_key,
+            "connected": _when(conn.created_at),
+            "token_expires": _when(conn.token_expires_at),
+            "authorization_expires": _when(conn.authorization_expires_at),
+        })
+    return Response(render_template("addons.html", organisations=the_mock.organisations(),
+                                    connections=rows, now=_when(the_mock.clock.now()),
+                                    disconnected=request.args.get("disconnected")),
+                    status=200, content_type="text/html; charset=utf-8")
+
+
+@blueprint.route("/addons/disconnect", methods=["POST"])
+def disconnect() -> Response | WerkzeugResponse:
+    the_mock = mock()
+    handle = request.form.get("session_handle", "")
+    try:
+        conn = the_mock.store.revoke(session_handle=handle)
+    except StoreError:
+        return _error_page("Not connected", "That application is not connected (any more).")
+    consumer = the_mock.store.consumer(conn.consumer_key)
+    name = consumer.name if consumer else conn.consumer_key
+    return redirect(url_for("flow.addons", disconnected=name), code=303)

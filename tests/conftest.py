@@ -1,0 +1,45 @@
+"""Fixtures: one real HTTPS mock for the whole session, reset before each
+test (cheap), and signing clients for the demo consumer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mockxero import MockXero
+
+from .helpers import Partner
+
+
+@pytest.fixture(scope="session")
+def certs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("certs")
+
+
+@pytest.fixture(scope="session")
+def xero_server(certs_dir: Path) -> Iterator[MockXero]:
+    with MockXero(port=0, certs=certs_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def xero(xero_server: MockXero) -> MockXero:
+    """The session's mock, back to its starting state."""
+    xero_server.reset()
+    return xero_server
+
+
+@pytest.fixture
+def client_cert(xero: MockXero) -> tuple[str, str]:
+    return (str(xero.certs.path("entrust-cert.pem")), str(xero.certs.path("entrust-private-nopass.pem")))
+
+
+@pytest.fixture
+def partner(xero: MockXero, client_cert: tuple[str, str]) -> Iterator[Partner]:
+    """The demo partner consumer, with its Entrust certificate and RSA key."""
+    p = Partner(xero, xero.certs.consumer_key, xero.certs.consumer_secret,
+                rsa_key=xero.certs.application_key, cert=client_cert)
+    yield p
+    p.close()
