@@ -130,13 +130,15 @@ class CertBundle:
     def ensure(cls, directory: str | Path, hostnames: Iterable[str] = ()) -> CertBundle:
         """Load the folder, writing a full set first if it is empty or absent,
         and re-issuing the server certificate if it lacks one of
-        ``hostnames``."""
+        ``hostnames`` (from the same CA, keeping the names it had, so clients
+        and earlier ``--hostname`` runs keep working)."""
         path = Path(directory)
         if not path.exists() or not any(p.name in ALL_FILES for p in path.iterdir()):
             return cls.generate(path, hostnames)
         bundle = cls(path)
-        if not set(hostnames) <= set(bundle.server_hostnames()):
-            bundle.issue_server_cert(hostnames)
+        had = bundle.server_hostnames()
+        if not set(hostnames) <= set(had):
+            bundle.issue_server_cert([*had, *hostnames])
         return bundle
 
     @classmethod

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .certs import ALL_FILES, DEFAULT_HOSTNAMES, CertBundle, CertificatesError
@@ -27,8 +29,16 @@ def _rate_limit(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line: the usage dump
+    hid the actual complaint under a screenful of options."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mockxero",
         description="A local, faithful stand-in for the Xero partner application API "
                     "(OAuth 1.0a with RSA-SHA1, 30-minute tokens renewed through OAuth Session, "
@@ -41,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the mock over HTTPS until Ctrl+C / SIGTERM",
         description="Serve the mock Xero partner API over HTTPS (mutual TLS). If the certs "
                     "folder is empty or absent, a full set of certificates is written there "
-                    "first. " + ENV_NOTE)
+                    "first. It runs until Ctrl+C or SIGTERM. " + ENV_NOTE)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8443; 0 picks a free one)")
     serve.add_argument("--certs", type=Path, help="certificates folder (default ./certs)")
@@ -85,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, CertificatesError) as exc:
         print(f"mockxero: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a certificates folder that cannot be read or written
+        print(f"mockxero: {exc}", file=sys.stderr)
+        return 1
 
 
 def _certs(args: argparse.Namespace) -> int:
@@ -128,7 +141,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         mock.start()
     except OSError as exc:
-        print(f"mockxero: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        why = str(exc)  # cheroot's bind error carries no errno, only this text
+        if exc.errno == errno.EADDRINUSE or os.strerror(errno.EADDRINUSE) in why:
+            why = ("the port is already in use (another mockxero?); pick another with --port, "
+                   "or --port 0 for a free one")
+        print(f"mockxero: cannot listen on {settings.host}:{settings.port}: {why}", file=sys.stderr)
         return 1
     print(banner(mock), flush=True)
     try:

@@ -11,6 +11,21 @@ import threading
 import time
 from datetime import datetime, timezone
 
+#: The clock stays within 1970..9000, where datetime and every lifetime
+#: added on top of it still fit; beyond, each signed request would fail.
+LATEST = 221845392000.0
+
+
+class ClockError(ValueError):
+    """The clock was asked to move outside the range it can hold."""
+
+
+def _checked(epoch: float) -> float:
+    if not 0 <= epoch <= LATEST:  # also refuses NaN
+        raise ClockError(f"the mock clock must stay within 0..{int(LATEST)} epoch seconds "
+                         f"(1970 to 9000), not {epoch}")
+    return epoch
+
 
 class MockClock:
     def __init__(self) -> None:
@@ -33,6 +48,7 @@ class MockClock:
 
     def advance(self, seconds: float) -> float:
         with self._lock:
+            _checked(self.now() + seconds)
             if self._frozen_at is not None:
                 self._frozen_at += seconds
             else:
@@ -41,6 +57,7 @@ class MockClock:
 
     def set(self, epoch: float) -> float:
         with self._lock:
+            _checked(epoch)
             if self._frozen_at is not None:
                 self._frozen_at = float(epoch)
             else:

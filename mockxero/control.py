@@ -5,12 +5,14 @@ Bad JSON, unknown fields and wrong types get a 400 with a message."""
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from .app import mock
+from .clock import LATEST
 from .mock import ControlError
 from .settings import SettingsError, parse_rate_limit
 
@@ -66,9 +68,12 @@ def _query_number(name: str, default: float) -> float:
     if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise BadRequest(f"query parameter '{name}' must be a number") from None
+        value = math.nan
+    if not math.isfinite(value):  # nan/inf would 500 in int()
+        raise BadRequest(f"query parameter '{name}' must be a number")
+    return value
 
 
 @blueprint.errorhandler(BadRequest)
@@ -119,6 +124,12 @@ def move_clock() -> Response:
     if not data:
         raise BadRequest("give 'advance' (seconds), 'set' (epoch seconds), 'freeze' or 'reset'")
     the_clock = mock().clock
+    # Checked before anything moves, so a refused request changes nothing.
+    field = "set" if "set" in data else "advance"
+    target = data["set"] if "set" in data else the_clock.now() + data.get("advance", 0)
+    if not 0 <= target <= LATEST:
+        raise BadRequest(f"'{field}' would put the mock clock at {target}; it must stay within "
+                         f"0..{int(LATEST)} epoch seconds (1970 to 9000)")
     if data.get("reset"):
         the_clock.reset()
     if data.get("freeze") is True:
@@ -128,8 +139,6 @@ def move_clock() -> Response:
     if "advance" in data:
         the_clock.advance(data["advance"])
     if "set" in data:
-        if data["set"] < 0:
-            raise BadRequest("'set' must be epoch seconds (not negative)")
         the_clock.set(data["set"])
     return jsonify(the_clock.state())
 
@@ -220,6 +229,23 @@ def add_organisation() -> Response:
     response = jsonify(mock().add_organisation(**data).to_json())
     response.status_code = 201
     return response
+
+
+@blueprint.post("/organisations/<org>/data")
+def load_data(org: str) -> Response:
+    """Add (``replace``: instead of its own) contacts and invoices to an
+    organisation: ``{"Contacts": [...], "Invoices": [...]}`` in Xero's field names."""
+    data = _body({"Contacts": list, "Invoices": list, "replace": bool})
+    loaded = mock().load_data(org, data.get("Contacts") or [], data.get("Invoices") or [],
+                              data.get("replace", False))
+    response = jsonify(loaded)
+    response.status_code = 201
+    return response
+
+
+@blueprint.get("/organisations/<org>/data")
+def organisation_data(org: str) -> Response:
+    return jsonify(mock().data(org))
 
 
 @blueprint.post("/authorize")

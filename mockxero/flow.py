@@ -231,13 +231,15 @@ def _exchange(consumer: Consumer, rt: RequestToken, verifier: str | None) -> Res
 def _renew(consumer: Consumer, token: str, session_handle: str | None) -> Response:
     the_mock = mock()
     store = the_mock.store
+    # SPEC.md §5: a stale token or a mismatched handle gets the §4 advice;
+    # Xero's AccessToken endpoint said "REQUEST" here too (xero-node#175).
+    stale = f"Token {token} does not match an expected REQUEST token"
     conn = store.connection_for_token(token)
     if conn is None or conn.consumer_key != consumer.consumer_key:
         retired = store.retired(token)
         if retired is not None and retired[1] == RETIRED_REVOKED:
             raise OAuthProblem(TOKEN_REJECTED, REVOKED_ADVICE)
-        kind = "ACCESS" if session_handle or retired else "REQUEST"
-        raise OAuthProblem(TOKEN_REJECTED, f"Token {token} does not match an expected {kind} token")
+        raise OAuthProblem(TOKEN_REJECTED, stale)
     if consumer.app_type != "partner":
         raise OAuthProblem(PERMISSION_DENIED, "Only partner applications can renew access tokens; "
                                               "start again from RequestToken")
@@ -245,8 +247,7 @@ def _renew(consumer: Consumer, token: str, session_handle: str | None) -> Respon
         raise OAuthProblem(PARAMETER_ABSENT, "Missing required parameter(s): oauth_session_handle",
                            extra={"oauth_parameters_absent": "oauth_session_handle"})
     if session_handle != conn.session_handle:
-        raise OAuthProblem(TOKEN_REJECTED,
-                           f"The session handle does not match token {token}")
+        raise OAuthProblem(TOKEN_REJECTED, stale)
     now = the_mock.clock.now()
     if now > conn.authorization_expires_at:
         raise OAuthProblem(PERMISSION_DENIED,
@@ -254,7 +255,7 @@ def _renew(consumer: Consumer, token: str, session_handle: str | None) -> Respon
     renewed = store.renew(conn, token, now, the_mock.settings.access_token_ttl,
                           the_mock.settings.rotate_session_handle)
     if renewed is None:  # another renewal with the same token won the race
-        raise OAuthProblem(TOKEN_REJECTED, f"Token {token} does not match an expected ACCESS token")
+        raise OAuthProblem(TOKEN_REJECTED, stale)
     return _form(_session_pairs(renewed, now))
 
 

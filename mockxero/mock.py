@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 
-from . import api_data
+from . import api_data, render
 from .certs import CertBundle
 from .clientcert import ClientCertificateChecker
 from .clock import MockClock
@@ -104,7 +104,8 @@ class MockXero:
             context = make_context(self.certs.path("server.pem"), self.certs.path("server-key.pem"),
                                    self.certs.path("entrust-ca.pem"))
             server = HTTPSServer(self.app, context, self.settings.host, self.settings.port,
-                                 threads=self.settings.threads, timeout=self.settings.socket_timeout)
+                                 threads=self.settings.threads, timeout=self.settings.socket_timeout,
+                                 handshake_timeout=self.settings.handshake_timeout)
             server.start()
             self._server = server
         return self
@@ -261,6 +262,28 @@ class MockXero:
             return self.store.organisation(ref)
         except StoreError as exc:
             raise ControlError(str(exc)) from None
+
+    def load_data(self, org: str | None = None, contacts: Iterable[Mapping[str, Any]] = (),
+                  invoices: Iterable[Mapping[str, Any]] = (),
+                  replace: bool = False) -> dict[str, list[dict[str, Any]]]:
+        """Add API data to an organisation (``org``: id, short code or name;
+        default the first): contacts and invoices in Xero's field names, all
+        or nothing. Records may carry their own IDs, UpdatedDateUTC and any
+        status; invoices name their contact by ContactID or Name. ``replace``
+        drops the organisation's contacts and invoices first. Returns the
+        stored records as Xero JSON. A full reset brings the seeded data back."""
+        organisation = self._organisation(org)
+        try:
+            loaded = api_data.load(organisation, self.store.lock, self.clock.now(), contacts, invoices,
+                                   replace)
+        except api_data.DataError as exc:
+            raise ControlError(str(exc)) from None
+        return {name: [render.json_record(r) for r in records] for name, records in loaded.items()}
+
+    def data(self, org: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """An organisation's contacts and invoices, as Xero JSON."""
+        dumped = api_data.dump(self._organisation(org), self.store.lock)
+        return {name: [render.json_record(r) for r in records] for name, records in dumped.items()}
 
     def authorize(self, oauth_token: str, org: str | None = None, deny: bool = False) -> dict[str, Any]:
         """Approve (for ``org``, default the first organisation) or deny a

@@ -73,6 +73,9 @@ class Settings:
     #: Worker threads of the HTTPS server and its socket timeout (seconds).
     threads: int = 16
     socket_timeout: int = 10
+    #: Seconds a new connection gets to finish its TLS handshake (it waits
+    #: in the selector, not in a worker; capped at socket_timeout).
+    handshake_timeout: float = 5.0
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -103,6 +106,8 @@ class Settings:
             raise SettingsError(f"port {self.port} is out of range")
         if self.journal_size < 1 or self.threads < 1:
             raise SettingsError("journal_size and threads must be at least 1")
+        if self.socket_timeout <= 0 or self.handshake_timeout <= 0:
+            raise SettingsError("socket_timeout and handshake_timeout must be positive")
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -124,5 +129,7 @@ def _convert(name: str, raw: str) -> Any:
         if kind.startswith("str"):
             return raw or None if "None" in kind else raw
     except ValueError as exc:
+        if kind in ("int", "float"):
+            raise SettingsError(f"MOCKXERO_{name.upper()} must be a number, not {raw!r}") from None
         raise SettingsError(f"MOCKXERO_{name.upper()}: {exc}") from None
     return raw

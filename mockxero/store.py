@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 APP_TYPES = ("partner", "public", "private")
+MAX_REQUEST_TOKENS = 10000
 _ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -342,12 +343,17 @@ class Store:
             return rt
 
     def _prune_request_tokens(self) -> None:
-        # Request tokens expire on mock time, which tests move; prune only old,
-        # finished ones by real time so the dict stays bounded in long runs.
-        if len(self.request_tokens) < 10000:
+        """Keep the dict bounded in long runs: past the limit, drop the
+        finished (used or denied) tokens, then the oldest half. Insertion
+        order is age order, and expiry cannot be used because tests move the
+        mock clock both ways."""
+        if len(self.request_tokens) < MAX_REQUEST_TOKENS:
             return
-        for token in list(self.request_tokens)[: len(self.request_tokens) // 2]:
+        for token in [t for t, rt in self.request_tokens.items() if rt.state in ("used", "denied")]:
             del self.request_tokens[token]
+        if len(self.request_tokens) >= MAX_REQUEST_TOKENS // 2:
+            for token in list(self.request_tokens)[: len(self.request_tokens) // 2]:
+                del self.request_tokens[token]
 
     def request_token(self, token: str) -> RequestToken | None:
         return self.request_tokens.get(token)

@@ -12,15 +12,19 @@ measurements behind the settings below.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cheroot.server
 import cheroot.wsgi
 from cheroot.ssl.pyopenssl import (
     SSLFileobjectStreamReader,
@@ -185,6 +189,103 @@ class _Gateway(cheroot.wsgi.Gateway_10):
         return env
 
 
+_PLAIN_HTTP_BODY = b"The client sent a plain HTTP request, but this port speaks HTTPS only.\r\n"
+_PLAIN_HTTP_REPLY = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_PLAIN_HTTP_BODY), _PLAIN_HTTP_BODY)
+)
+
+
+class _Connection(cheroot.server.HTTPConnection):
+    """cheroot's connection, ending TLS with a close_notify alert before the
+    TCP close; without it OpenSSL 3 clients (``openssl s_client``, PHP) see
+    "unexpected eof while reading" after a ``Connection: close`` response."""
+
+    def close(self) -> None:
+        if getattr(self, "_mockxero_tls_ready", False) and not self.linger:
+            with contextlib.suppress(SSL.Error, OSError):
+                self.socket.shutdown()  # sends the alert; does not wait for the peer's
+        super().close()
+
+
+class _Server(cheroot.wsgi.Server):
+    """cheroot's server with the TLS handshake done in the selector thread.
+
+    cheroot hands every accepted connection straight to a worker, whose
+    first read drives the handshake: a client that connects and goes silent,
+    or sends half a ClientHello, pinned a worker for the whole socket timeout
+    (twice: once reading, once writing the 408). More of them than there are
+    workers locked every good client out: with 4 workers, a 10 s timeout and
+    20 silent sockets a signed request waited 100 s. Here a connection waits
+    in cheroot's selector (costing one file descriptor, no thread) until its
+    handshake is complete, each step being one non-blocking ``do_handshake``
+    when bytes arrive, and only then, once it has sent a request, goes to a
+    worker. A handshake not finished within ``handshake_timeout`` seconds
+    of the accept is closed by the selector's own expiry sweep; the keep-alive
+    idle timeout (``timeout``) is unchanged."""
+
+    handshake_timeout: float = 5.0
+    #: cheroot's ConnectionManager (the selector), made by ``prepare()``.
+    _connections: Any
+
+    def process_conn(self, conn: Any) -> None:
+        sock = conn.socket
+        ready = getattr(conn, "_mockxero_tls_ready", None)
+        if ready or not isinstance(sock, SSL.Connection):
+            super().process_conn(conn)  # into the worker queue
+            return
+        if ready is None:  # just accepted
+            conn._mockxero_tls_ready = False
+            conn._mockxero_accepted = time.time()
+        try:
+            sock.do_handshake()
+        except SSL.WantReadError:
+            # Wait in the selector. Its sweep closes connections whose
+            # last_used is older than ``timeout``: back-date it so this one
+            # goes at the handshake deadline, counted from the accept.
+            self._connections.put(conn)
+            conn.last_used = conn._mockxero_accepted + self.handshake_timeout - self.timeout
+            return
+        except SSL.WantWriteError:
+            # The server's first flight is a few KB, far below a fresh
+            # socket's send buffer: only a peer that never reads gets here.
+            self._drop(conn, "the client does not read the handshake")
+            return
+        except SSL.Error as exc:  # also SysCallError, ZeroReturnError
+            if "http request" in str(exc):
+                self._answer_plain_http(conn)
+            self._drop(conn, f"TLS handshake failed: {exc!r}")
+            return
+        except Exception:  # this runs in the one selector thread: never let a client stop it
+            log.exception("unexpected error in a TLS handshake")
+            self._drop(conn, "unexpected error")
+            return
+        conn._mockxero_tls_ready = True
+        if sock.pending():  # a request already decrypted inside OpenSSL: no selector event will come
+            super().process_conn(conn)
+            return
+        self._connections.put(conn)  # to a worker once the request arrives
+
+    def _drop(self, conn: Any, why: str) -> None:
+        log.debug("closing a connection from %s: %s", getattr(conn, "remote_addr", "?"), why)
+        with contextlib.suppress(OSError, SSL.Error):
+            conn.close()
+
+    @staticmethod
+    def _answer_plain_http(conn: Any) -> None:
+        """What cheroot answers plain HTTP on a TLS port, without blocking
+        the selector thread: a 400 written to the raw socket, then the rest
+        of the request drained so that the close is a FIN, not a reset."""
+        fd = conn.socket.fileno()
+        try:
+            os.write(fd, _PLAIN_HTTP_REPLY)
+            conn.socket.sock_shutdown(socket.SHUT_WR)
+            while os.read(fd, 65536):
+                pass
+        except OSError:  # BlockingIOError once drained, or the peer is gone
+            pass
+
+
 class HTTPSServer:
     """One HTTPS listener in a background thread: ``start()`` binds (port 0
     picks a free one) and returns once it accepts; ``stop()`` closes it."""
@@ -197,14 +298,17 @@ class HTTPSServer:
         port: int = 8443,
         threads: int = 16,
         timeout: int = 10,
+        handshake_timeout: float = 5.0,
     ) -> None:
-        self._server = cheroot.wsgi.Server(
+        self._server = _Server(
             (host, port), app, numthreads=threads, server_name="mockxero",
             timeout=timeout, shutdown_timeout=2, request_queue_size=128,
             accepted_queue_size=threads * 8, accepted_queue_timeout=2,
         )
         self._server.ssl_adapter = _Adapter(context)
         self._server.gateway = _Gateway
+        self._server.ConnectionClass = _Connection
+        self._server.handshake_timeout = min(handshake_timeout, timeout)
         # Idle keep-alive connections wait in a selector, not in a worker; let
         # a test suite keep many of them open.
         self._server.keep_alive_conn_limit = 512
@@ -221,7 +325,23 @@ class HTTPSServer:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("the server is already running")
-        self._server.prepare()  # binds; bind_addr now holds the real port
+        # prepare() binds (bind_addr then holds the real port) and starts the
+        # worker pool. Workers inherit daemon status from the thread that
+        # creates them, so run it in a daemon thread: a mock that someone
+        # forgot to stop cannot then keep the interpreter from exiting.
+        failure: list[BaseException] = []
+
+        def prepare() -> None:
+            try:
+                self._server.prepare()
+            except BaseException as exc:
+                failure.append(exc)
+
+        preparer = threading.Thread(target=prepare, name="mockxero-prepare", daemon=True)
+        preparer.start()
+        preparer.join()
+        if failure:
+            raise failure[0]
         self._thread = threading.Thread(target=self._serve, name="mockxero-https", daemon=True)
         self._thread.start()
 
