@@ -8,11 +8,6 @@ import uuid
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl
-
-import requests
-
-from mockxero import MockXero
 
 from .helpers import Partner, Tokens
 
@@ -24,12 +19,6 @@ WCF_DATE = re.compile(r"/Date\((\d+)\+0000\)/")
 #: 2026-01-31T00:00:00Z and 2026-02-28T00:00:00Z in ms.
 JAN31_MS = 1769817600000
 FEB28_MS = 1772236800000
-
-
-def fast_partner(xero: MockXero, cert: tuple[str, str] | None) -> Partner:
-    """The demo partner (Partner loads its RSA key once)."""
-    return Partner(xero, xero.certs.consumer_key, xero.certs.consumer_secret,
-                   rsa_key=xero.certs.application_key, cert=cert)
 
 
 def ms(moment: datetime) -> int:
@@ -64,22 +53,6 @@ def numbers(data: dict[str, Any]) -> list[str]:
     return [item.get("InvoiceNumber", "") for item in data["Invoices"]]
 
 
-class Control:
-    """The ``/_mockxero`` control API over real HTTPS, as a container's user would."""
-
-    def __init__(self, xero: MockXero) -> None:
-        self.xero = xero
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self.session.verify = str(xero.certs.path("ca.pem"))
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.request(method, f"{self.xero.url}/_mockxero{path}", **kwargs)
-
-    def close(self) -> None:
-        self.session.close()
-
-
 def fixed_contacts() -> list[dict[str, Any]]:
     """Contacts with known IDs and times, for exact assertions."""
     return [
@@ -108,15 +81,3 @@ def fixed_invoices() -> list[dict[str, Any]]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-def assert_oauth_problem(response: requests.Response, status: int, problem: str,
-                         advice: str | None = None) -> None:
-    """A Xero OAuth refusal: form-encoded problem and advice, served as text/html."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
-    data = dict(parse_qsl(response.text, keep_blank_values=True))
-    assert data.get("oauth_problem") == problem, response.text
-    assert "oauth_problem_advice" in data
-    if advice is not None:
-        assert data["oauth_problem_advice"] == advice

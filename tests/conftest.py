@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from mockxero import MockXero
 
-from .helpers import Partner
+from .helpers import Control, Partner, Tokens
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,28 @@ def partner(xero: MockXero, client_cert: tuple[str, str]) -> Iterator[Partner]:
                 rsa_key=xero.certs.application_key, cert=client_cert)
     yield p
     p.close()
+
+
+@pytest.fixture
+def tokens(partner: Partner) -> Tokens:
+    """The demo partner connected to the default organisation."""
+    return partner.connect()
+
+
+@pytest.fixture
+def control(xero: MockXero) -> Iterator[Control]:
+    """The control API over HTTPS, as a container's user drives it."""
+    c = Control(xero)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def anonymous(xero: MockXero) -> Iterator[requests.Session]:
+    """A browser-like session: trusts the mock's CA, presents no client
+    certificate, signs nothing."""
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = str(xero.certs.path("ca.pem"))
+    yield s
+    s.close()

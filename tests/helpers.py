@@ -41,6 +41,56 @@ def load_rsa_key(pem: str) -> RSAPrivateKey:
     return key
 
 
+OAUTH_PROBLEM_CONTENT_TYPE = "text/html; charset=utf-8"
+
+
+def assert_problem(response: requests.Response, status: int, problem: str,
+                   advice: str | None = None, advice_contains: str | None = None) -> dict[str, str]:
+    """The response is a Xero-shaped OAuth refusal: status, Content-Type,
+    both keys present, the problem (and advice), nothing in WWW-Authenticate."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["Content-Type"] == OAUTH_PROBLEM_CONTENT_TYPE
+    data = parse_form(response.text)
+    assert "oauth_problem" in data and "oauth_problem_advice" in data, response.text
+    assert data["oauth_problem"] == problem, response.text
+    if advice is not None:
+        assert data["oauth_problem_advice"] == advice, response.text
+    if advice_contains is not None:
+        assert advice_contains in data["oauth_problem_advice"], response.text
+    assert "oauth_problem" not in response.headers.get("WWW-Authenticate", "")
+    return data
+
+
+class Control:
+    """The ``/_mockxero`` JSON API over real HTTPS."""
+
+    def __init__(self, xero: MockXero, admin_token: str | None = None) -> None:
+        self.xero = xero
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.verify = str(xero.certs.path("ca.pem"))
+        if admin_token is not None:
+            self.session.headers["Authorization"] = f"Bearer {admin_token}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.request(method, self.xero.url + "/_mockxero" + path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> requests.Response:
+        return self.call("POST", path, json=json, **kwargs)
+
+    def ok(self, method: str, path: str, json: Any = None, status: int = 200, **kwargs: Any) -> Any:
+        """Call and insist on ``status``; the decoded JSON."""
+        response = self.call(method, path, json=json, **kwargs)
+        assert response.status_code == status, (method, path, response.status_code, response.text)
+        return response.json()
+
+
 def parse_form(text: str) -> dict[str, str]:
     return dict(parse_qsl(text, keep_blank_values=True))
 

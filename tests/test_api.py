@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,30 +20,16 @@ from .api_support import (
     JSON,
     JSON_TYPE,
     WCF_DATE,
-    assert_oauth_problem,
-    fast_partner,
     fixed_contacts,
     fixed_invoices,
     get_json,
     get_xml,
     names,
 )
-from .helpers import Partner, Tokens, tokens_from
+from .helpers import Partner, Tokens, assert_problem, tokens_from
 
 NOT_FOUND = "The resource you're looking for cannot be found"
 SEEDED_CONTACTS = {"ABC Furniture", "Bayside Club", "City Agency", "PowerDirect", "Swanston Security"}
-
-
-@pytest.fixture
-def partner(xero: MockXero, client_cert: tuple[str, str]) -> Iterator[Partner]:
-    p = fast_partner(xero, client_cert)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def tokens(partner: Partner) -> Tokens:
-    return partner.connect()
 
 
 @pytest.fixture
@@ -307,21 +292,21 @@ def _path(template: str) -> str:
 def test_expired_token(xero: MockXero, partner: Partner, tokens: Tokens, fixed: None, resource: str) -> None:
     assert partner.api(tokens, _path(resource)).status_code == 200
     xero.clock.advance(1801)
-    assert_oauth_problem(partner.api(tokens, _path(resource)), 401, "token_expired",
+    assert_problem(partner.api(tokens, _path(resource)), 401, "token_expired",
                          "The access token has expired")
 
 
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_revoked_token(xero: MockXero, partner: Partner, tokens: Tokens, fixed: None, resource: str) -> None:
     xero.revoke(oauth_token=tokens.oauth_token)
-    assert_oauth_problem(partner.api(tokens, _path(resource)), 401, "token_rejected", REVOKED_ADVICE)
+    assert_problem(partner.api(tokens, _path(resource)), 401, "token_rejected", REVOKED_ADVICE)
 
 
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_superseded_token(partner: Partner, tokens: Tokens, fixed: None, resource: str) -> None:
     renewed = partner.renew(tokens)
     assert renewed.status_code == 200, renewed.text
-    assert_oauth_problem(partner.api(tokens, _path(resource)), 401, "token_rejected")
+    assert_problem(partner.api(tokens, _path(resource)), 401, "token_rejected")
     assert partner.api(tokens_from(renewed), _path(resource)).status_code == 200
 
 
@@ -339,9 +324,9 @@ def test_client_certificate_rule(xero: MockXero, partner: Partner, tokens: Token
 
 
 def test_unsigned_calls_and_unknown_tokens_are_refused(partner: Partner, tokens: Tokens) -> None:
-    assert_oauth_problem(partner.request("GET", "/api.xro/2.0/Contacts"), 400, "parameter_absent")
+    assert_problem(partner.request("GET", "/api.xro/2.0/Contacts"), 400, "parameter_absent")
     unknown = Tokens("NOTATOKEN000000000000000000000", tokens.oauth_token_secret)
-    assert_oauth_problem(partner.api(unknown, "Contacts"), 401, "token_rejected")
+    assert_problem(partner.api(unknown, "Contacts"), 401, "token_rejected")
 
 
 def test_xml_and_json_agree(partner: Partner, tokens: Tokens) -> None:

@@ -4,38 +4,17 @@ API calls."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
 
 from mockxero import MockXero
 from mockxero.app import OFFLINE_BODY
 
-from .api_support import JSON, Control, assert_oauth_problem, fast_partner, get_json
-from .helpers import Partner, Tokens, tokens_from
+from .api_support import JSON, get_json
+from .helpers import Control, Partner, Tokens, assert_problem, tokens_from
 
 RATE_LIMIT_BODY = ("oauth_problem=rate%20limit%20exceeded"
                    "&oauth_problem_advice=please%20wait%20before%20retrying%20the%20xero%20api")
-
-
-@pytest.fixture
-def partner(xero: MockXero, client_cert: tuple[str, str]) -> Iterator[Partner]:
-    p = fast_partner(xero, client_cert)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def tokens(partner: Partner) -> Tokens:
-    return partner.connect()
-
-
-@pytest.fixture
-def control(xero: MockXero) -> Iterator[Control]:
-    c = Control(xero)
-    yield c
-    c.close()
 
 
 def assert_rate_limited(response: requests.Response, window: str) -> None:
@@ -134,10 +113,10 @@ def test_problem_fault_for_the_next_n_matching_requests(xero: MockXero, partner:
     assert created.status_code == 201, created.text
     fault_id = created.json()["id"]
     assert partner.api(tokens, "Invoices").status_code == 200  # another path: untouched
-    assert_oauth_problem(partner.api(tokens, "Contacts"), 401, "token_rejected", "chaos monkey")
+    assert_problem(partner.api(tokens, "Contacts"), 401, "token_rejected", "chaos monkey")
     [queued] = control.call("GET", "/faults").json()
     assert (queued["id"], queued["count"]) == (fault_id, 1)
-    assert_oauth_problem(partner.api(tokens, "contacts"), 401, "token_rejected")  # paths match any case
+    assert_problem(partner.api(tokens, "contacts"), 401, "token_rejected")  # paths match any case
     assert control.call("GET", "/faults").json() == []
     assert partner.api(tokens, "Contacts").status_code == 200
     entries = [e for e in xero.journal() if e.get("fault") == fault_id]
@@ -148,10 +127,10 @@ def test_problem_fault_with_its_own_status(partner: Partner, tokens: Tokens, con
     control.call("POST", "/faults", json={"kind": "problem", "path": "/api.xro/2.0/*",
                                           "problem": "token_expired", "status": 401})
     response = partner.api(tokens, "Invoices")
-    assert_oauth_problem(response, 401, "token_expired", "The access token has expired")
+    assert_problem(response, 401, "token_expired", "The access token has expired")
     control.call("POST", "/faults", json={"kind": "problem", "path": "*", "problem": "nonce_used",
                                           "status": 400})
-    assert_oauth_problem(partner.api(tokens, "Organisation"), 400, "nonce_used")
+    assert_problem(partner.api(tokens, "Organisation"), 400, "nonce_used")
 
 
 def test_fault_for_one_consumer_only(xero: MockXero, partner: Partner, tokens: Tokens,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from mockxero.xero_query import QueryError, compile_order, compile_where
 from .api_support import (
     JSON,
     JSON_TYPE,
-    fast_partner,
     fixed_contacts,
     fixed_invoices,
     get_json,
@@ -26,13 +24,6 @@ from .api_support import (
     numbers,
 )
 from .helpers import Partner, Tokens
-
-
-@pytest.fixture
-def partner(xero: MockXero, client_cert: tuple[str, str]) -> Iterator[Partner]:
-    p = fast_partner(xero, client_cert)
-    yield p
-    p.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,15 +18,13 @@ from .api_support import (
     JSON,
     JSON_TYPE,
     XML_TYPE,
-    Control,
-    fast_partner,
     fixed_contacts,
     fixed_invoices,
     get_json,
     get_xml,
     names,
 )
-from .helpers import Partner, Tokens
+from .helpers import Control, Partner, Tokens
 
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}type"
 ALPHA = "11111111-1111-4111-8111-111111111111"
@@ -36,25 +33,11 @@ XML_BODY = {"Content-Type": "application/xml"}
 
 
 @pytest.fixture
-def partner(xero: MockXero, client_cert: tuple[str, str]) -> Iterator[Partner]:
-    p = fast_partner(xero, client_cert)
-    yield p
-    p.close()
-
-
-@pytest.fixture
 def tokens(xero: MockXero, partner: Partner) -> Tokens:
     xero.load_data(contacts=fixed_contacts(), invoices=fixed_invoices(), replace=True)
     xero.clock.freeze()
     xero.clock.set(NOW)
     return partner.connect()
-
-
-@pytest.fixture
-def control(xero: MockXero) -> Iterator[Control]:
-    c = Control(xero)
-    yield c
-    c.close()
 
 
 def put(partner: Partner, tokens: Tokens, path: str, method: str = "PUT", **kwargs: Any) -> requests.Response:

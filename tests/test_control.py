@@ -16,17 +16,10 @@ import requests
 
 from mockxero import MockXero
 
-from .helpers import HMAC, Partner, Tokens, parse_form
-from .oauth_support import Control, assert_form_success, assert_problem, register
+from .helpers import HMAC, Control, Partner, Tokens, assert_problem, parse_form
+from .oauth_support import assert_form_success, register
 
 TOKEN_SHAPE = re.compile(r"^[A-Z0-9]{30}$")
-
-
-@pytest.fixture
-def control(xero: MockXero) -> Iterator[Control]:
-    c = Control(xero)
-    yield c
-    c.close()
 
 
 def assert_json_error(response: requests.Response, status: int = 400, contains: str = "") -> str:

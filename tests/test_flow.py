@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,12 +13,10 @@ import requests
 
 from mockxero import MockXero
 
-from .helpers import HMAC, Partner, Tokens, parse_form, tokens_from
+from .helpers import HMAC, Control, Partner, Tokens, assert_problem, parse_form, tokens_from
 from .oauth_support import (
-    Control,
     application_certificate,
     assert_form_success,
-    assert_problem,
     key_pem,
     register,
     rsa_key,
@@ -28,23 +25,6 @@ from .oauth_support import (
 EXCHANGE_FIELDS = ["oauth_token", "oauth_token_secret", "oauth_expires_in", "oauth_session_handle",
                    "oauth_authorization_expires_in", "xero_org_muid"]
 TOKEN_SHAPE = re.compile(r"^[A-Z0-9]{30}$")
-
-
-@pytest.fixture
-def control(xero: MockXero) -> Iterator[Control]:
-    c = Control(xero)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def browser(xero: MockXero) -> Iterator[requests.Session]:
-    """The user's browser: no client certificate, no OAuth, no redirects followed."""
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = str(xero.certs.path("ca.pem"))
-    yield s
-    s.close()
 
 
 def request_token(partner: Partner, callback: str | None = None, **kwargs: Any) -> Tokens:
@@ -57,16 +37,16 @@ def request_token(partner: Partner, callback: str | None = None, **kwargs: Any) 
     return Tokens(data["oauth_token"], data["oauth_token_secret"], raw=data)
 
 
-def authorize_page(xero: MockXero, browser: requests.Session, token: str) -> requests.Response:
-    return browser.get(xero.url + "/oauth/Authorize", params={"oauth_token": token}, allow_redirects=False)
+def authorize_page(xero: MockXero, anonymous: requests.Session, token: str) -> requests.Response:
+    return anonymous.get(xero.url + "/oauth/Authorize", params={"oauth_token": token}, allow_redirects=False)
 
 
-def decide(xero: MockXero, browser: requests.Session, token: str, action: str = "allow",
+def decide(xero: MockXero, anonymous: requests.Session, token: str, action: str = "allow",
            org: str | None = None) -> requests.Response:
     form = {"oauth_token": token, "action": action}
     if org is not None:
         form["org"] = org
-    return browser.post(xero.url + "/oauth/Authorize", data=form, allow_redirects=False)
+    return anonymous.post(xero.url + "/oauth/Authorize", data=form, allow_redirects=False)
 
 
 def redirect_params(response: requests.Response) -> tuple[str, dict[str, str]]:
@@ -137,9 +117,9 @@ def test_request_token_over_get_and_post(partner: Partner) -> None:
 
 # -- Authorize page ------------------------------------------------------------------------
 def test_authorize_page_shows_the_app_the_organisations_and_the_choices(
-        xero: MockXero, partner: Partner, browser: requests.Session) -> None:
+        xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost:8000/cb")
-    page = authorize_page(xero, browser, rt.oauth_token)
+    page = authorize_page(xero, anonymous, rt.oauth_token)
     assert page.status_code == 200
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
     html = page.text
@@ -156,10 +136,10 @@ def test_authorize_page_shows_the_app_the_organisations_and_the_choices(
 
 
 def test_allow_redirects_to_the_callback_and_the_exchange_works(
-        xero: MockXero, partner: Partner, browser: requests.Session) -> None:
+        xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost:8000/xero/cb")
     second = xero.organisations()[1]
-    base, params = redirect_params(decide(xero, browser, rt.oauth_token, "allow", org=second.short_code))
+    base, params = redirect_params(decide(xero, anonymous, rt.oauth_token, "allow", org=second.short_code))
     assert base == "http://localhost:8000/xero/cb"
     assert set(params) == {"oauth_token", "oauth_verifier", "org"}
     assert params["oauth_token"] == rt.oauth_token
@@ -170,19 +150,19 @@ def test_allow_redirects_to_the_callback_and_the_exchange_works(
 
 
 def test_callback_with_its_own_query_keeps_it(xero: MockXero, partner: Partner,
-                                              browser: requests.Session) -> None:
+                                              anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost/cb?state=xyz")
-    response = decide(xero, browser, rt.oauth_token)
+    response = decide(xero, anonymous, rt.oauth_token)
     assert response.headers["Location"].startswith("http://localhost/cb?state=xyz&oauth_token=")
     _, params = redirect_params(response)
     assert params["state"] == "xyz"
 
 
-def test_oob_allow_shows_the_code(xero: MockXero, partner: Partner, browser: requests.Session) -> None:
+def test_oob_allow_shows_the_code(xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
     rt = request_token(partner)
-    page = authorize_page(xero, browser, rt.oauth_token)
+    page = authorize_page(xero, anonymous, rt.oauth_token)
     assert "out of band" in page.text
-    response = decide(xero, browser, rt.oauth_token)
+    response = decide(xero, anonymous, rt.oauth_token)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
     found = re.search(r'id="verifier"[^>]*>([A-Z0-9]{30})<', response.text)
@@ -192,9 +172,9 @@ def test_oob_allow_shows_the_code(xero: MockXero, partner: Partner, browser: req
 
 
 def test_cancel_redirects_with_access_denied(xero: MockXero, partner: Partner,
-                                             browser: requests.Session) -> None:
+                                             anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost:8000/cb")
-    response = decide(xero, browser, rt.oauth_token, "deny")
+    response = decide(xero, anonymous, rt.oauth_token, "deny")
     assert response.status_code == 302
     assert response.headers["Location"] == (
         "http://localhost:8000/cb?error=access_denied&error_description=The+user+denied+your+request")
@@ -206,15 +186,15 @@ def test_cancel_redirects_with_access_denied(xero: MockXero, partner: Partner,
                    advice="The consumer was denied access to this resource.")
 
 
-def test_oob_cancel_shows_a_page(xero: MockXero, partner: Partner, browser: requests.Session) -> None:
+def test_oob_cancel_shows_a_page(xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
     rt = request_token(partner)
-    response = decide(xero, browser, rt.oauth_token, "deny")
+    response = decide(xero, anonymous, rt.oauth_token, "deny")
     assert response.status_code == 200 and 'id="denied"' in response.text
 
 
 @pytest.mark.parametrize("case", ["unknown", "used", "expired", "denied", "missing"])
-def test_authorize_page_for_a_token_it_cannot_use(xero: MockXero, partner: Partner, browser: requests.Session,
-                                                  case: str) -> None:
+def test_authorize_page_for_a_token_it_cannot_use(xero: MockXero, partner: Partner,
+                                                  anonymous: requests.Session, case: str) -> None:
     token = "NOSUCHREQUESTTOKEN000000000000"
     if case not in ("unknown", "missing"):
         rt = request_token(partner, "http://localhost/cb")
@@ -228,53 +208,54 @@ def test_authorize_page_for_a_token_it_cannot_use(xero: MockXero, partner: Partn
             xero.authorize(token, deny=True)
     if case == "missing":
         token = ""
-        page = browser.get(xero.url + "/oauth/Authorize", allow_redirects=False)
+        page = anonymous.get(xero.url + "/oauth/Authorize", allow_redirects=False)
     else:
-        page = authorize_page(xero, browser, token)
+        page = authorize_page(xero, anonymous, token)
     assert page.status_code == 400
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
     assert 'id="error"' in page.text
     assert "Allow" not in page.text
     # the form post cannot decide it either
-    post = decide(xero, browser, token)
+    post = decide(xero, anonymous, token)
     assert post.status_code == 400 and 'id="error"' in post.text
 
 
-def test_authorize_twice_is_refused(xero: MockXero, partner: Partner, browser: requests.Session) -> None:
+def test_authorize_twice_is_refused(xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost/cb")
-    assert decide(xero, browser, rt.oauth_token).status_code == 302
-    assert decide(xero, browser, rt.oauth_token).status_code == 400
+    assert decide(xero, anonymous, rt.oauth_token).status_code == 302
+    assert decide(xero, anonymous, rt.oauth_token).status_code == 400
 
 
 def test_unknown_organisation_or_action_on_the_form(xero: MockXero, partner: Partner,
-                                                    browser: requests.Session) -> None:
+                                                    anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost/cb")
-    assert decide(xero, browser, rt.oauth_token, org="!NOPE").status_code == 400
-    assert decide(xero, browser, rt.oauth_token, action="maybe").status_code == 400
+    assert decide(xero, anonymous, rt.oauth_token, org="!NOPE").status_code == 400
+    assert decide(xero, anonymous, rt.oauth_token, action="maybe").status_code == 400
     stored = xero.store.request_token(rt.oauth_token)
     assert stored is not None and stored.state == "pending"
 
 
 # -- auto-approve --------------------------------------------------------------------------
 def test_auto_approve_through_the_settings_route(xero: MockXero, partner: Partner, control: Control,
-                                                 browser: requests.Session) -> None:
+                                                 anonymous: requests.Session) -> None:
     assert control.ok("POST", "/settings", json={"auto_approve": True})["auto_approve"] is True
     assert xero.auto_approve is True
     rt = request_token(partner, "http://localhost:8000/cb")
-    _, params = redirect_params(authorize_page(xero, browser, rt.oauth_token))
+    _, params = redirect_params(authorize_page(xero, anonymous, rt.oauth_token))
     default = xero.organisations()[0]
     assert params["org"] == default.short_code and params["oauth_token"] == rt.oauth_token
     fields = dict(assert_form_success(partner.exchange(rt, params["oauth_verifier"])))
     assert fields["xero_org_muid"] == default.org_muid
     control.ok("POST", "/settings", json={"auto_approve": False})
     rt2 = request_token(partner, "http://localhost:8000/cb")
-    assert authorize_page(xero, browser, rt2.oauth_token).status_code == 200
+    assert authorize_page(xero, anonymous, rt2.oauth_token).status_code == 200
 
 
-def test_auto_approve_attribute_and_oob(xero: MockXero, partner: Partner, browser: requests.Session) -> None:
+def test_auto_approve_attribute_and_oob(xero: MockXero, partner: Partner,
+                                        anonymous: requests.Session) -> None:
     xero.auto_approve = True
     rt = request_token(partner)
-    page = authorize_page(xero, browser, rt.oauth_token)
+    page = authorize_page(xero, anonymous, rt.oauth_token)
     assert page.status_code == 200
     found = re.search(r'id="verifier"[^>]*>([A-Z0-9]{30})<', page.text)
     assert found
@@ -494,8 +475,8 @@ def test_request_token_response_body_is_plain_form(partner: Partner) -> None:
     assert "&" in response.text and "=" in response.text and "\n" not in response.text
 
 
-def test_authorize_page_ignores_scope(xero: MockXero, partner: Partner, browser: requests.Session) -> None:
+def test_authorize_page_ignores_scope(xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost/cb")
     params = {"oauth_token": rt.oauth_token, "scope": "payroll.employees"}
-    page = browser.get(xero.url + "/oauth/Authorize", params=params, allow_redirects=False)
+    page = anonymous.get(xero.url + "/oauth/Authorize", params=params, allow_redirects=False)
     assert page.status_code == 200 and 'value="allow"' in page.text

@@ -22,12 +22,10 @@ from mockxero.problems import OAuthProblem
 from mockxero.settings import Settings
 from mockxero.store import Consumer, Store
 
-from .helpers import BODY, HEADER, HMAC, QUERY, RSA, Partner, Tokens, parse_form
+from .helpers import BODY, HEADER, HMAC, QUERY, RSA, Control, Partner, Tokens, assert_problem, parse_form
 from .oauth_support import (
-    Control,
     application_certificate,
     assert_form_success,
-    assert_problem,
     key_pem,
     protocol_auth,
     register,
@@ -39,13 +37,6 @@ REQUIRED = ["oauth_consumer_key", "oauth_signature_method", "oauth_signature", "
 
 
 @pytest.fixture
-def control(xero: MockXero) -> Iterator[Control]:
-    c = Control(xero)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def public(xero: MockXero, control: Control) -> Iterator[Partner]:
     """A public (HMAC-SHA1, no client certificate) consumer, registered
     through the control API."""
@@ -54,16 +45,6 @@ def public(xero: MockXero, control: Control) -> Iterator[Partner]:
     p = Partner(xero, data["consumer_key"], data["consumer_secret"], signature_method=HMAC)
     yield p
     p.close()
-
-
-@pytest.fixture
-def anonymous(xero: MockXero) -> Iterator[requests.Session]:
-    """A session that presents no client certificate and signs nothing."""
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = str(xero.certs.path("ca.pem"))
-    yield s
-    s.close()
 
 
 def no_cert(partner: Partner, consumer_key: str | None = None) -> Partner:

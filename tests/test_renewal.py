@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from mockxero import MockXero
 
-from .helpers import HMAC, Partner, Tokens, tokens_from
-from .oauth_support import Control, assert_form_success, assert_problem
+from .helpers import HMAC, Control, Partner, Tokens, assert_problem, tokens_from
+from .oauth_support import assert_form_success
 
 RENEWAL_FIELDS = ["oauth_token", "oauth_token_secret", "oauth_expires_in", "oauth_session_handle",
                   "oauth_authorization_expires_in"]
 REVOKED = "The access token has not been authorized, or has been revoked by the user"
-
-
-@pytest.fixture
-def control(xero: MockXero) -> Iterator[Control]:
-    c = Control(xero)
-    yield c
-    c.close()
 
 
 def renewed(response: requests.Response) -> Tokens:
