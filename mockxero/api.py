@@ -147,8 +147,13 @@ def wants_json() -> bool:
     cached = g.get("wants_json")
     if cached is None:
         accept = request.headers.get("Accept", "")
-        cached = "json" in accept and request.accept_mimetypes.best_match(
-            ("text/xml", "application/xml", "application/json")) == "application/json"
+        if "json" not in accept:
+            cached = False
+        elif accept.strip().lower() == "application/json":  # what clients send: skip the parser
+            cached = True
+        else:
+            cached = request.accept_mimetypes.best_match(
+                ("text/xml", "application/xml", "application/json")) == "application/json"
         g.wants_json = cached
     return bool(cached)
 

@@ -105,7 +105,7 @@ def create_app(the_mock: MockXero) -> Flask:
     @app.before_request
     def _start() -> Response | None:
         g.started = time.perf_counter()
-        if request.path.startswith(CONTROL_PREFIX):
+        if not the_mock.store.has_faults or request.path.startswith(CONTROL_PREFIX):
             return None
         fault = the_mock.store.take_fault(request.path, _consumer_key_hint())
         if fault is None:

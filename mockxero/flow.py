@@ -92,9 +92,13 @@ def _check_callback(consumer: Consumer, callback: str) -> None:
 
 
 # -- Authorize ------------------------------------------------------------------
-def _error_page(title: str, message: str, status: int = 400) -> Response:
-    return Response(render_template("error.html", title=title, message=message), status=status,
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    return Response(render_template(template, **context), status=status,
                     content_type="text/html; charset=utf-8")
+
+
+def _error_page(title: str, message: str, status: int = 400) -> Response:
+    return _page("error.html", status, title=title, message=message)
 
 
 def _pending_token(token: str | None) -> RequestToken | Response:
@@ -133,11 +137,9 @@ def _decided(rt: RequestToken, organisation: Organisation | None) -> Response | 
         return redirect(target, code=302)
     consumer = the_mock.store.consumer(rt.consumer_key)
     if rt.state == "denied":
-        return Response(render_template("denied.html", consumer=consumer), status=200,
-                        content_type="text/html; charset=utf-8")
-    return Response(render_template("verifier.html", consumer=consumer, organisation=organisation,
-                                    verifier=rt.verifier, token=rt.token),
-                    status=200, content_type="text/html; charset=utf-8")
+        return _page("denied.html", consumer=consumer)
+    return _page("verifier.html", consumer=consumer, organisation=organisation,
+                 verifier=rt.verifier, token=rt.token)
 
 
 @blueprint.route("/oauth/Authorize", methods=["GET"])
@@ -154,10 +156,8 @@ def authorize_page() -> Response | WerkzeugResponse:
         return _decided(rt, org)
     days = the_mock.settings.authorization_ttl / 86400
     lifetime = f"{days:g} days" if days >= 1 else f"{the_mock.settings.authorization_ttl} seconds"
-    return Response(render_template("authorize.html", consumer=consumer, token=rt.token,
-                                    callback=rt.callback, lifetime=lifetime,
-                                    organisations=the_mock.organisations()),
-                    status=200, content_type="text/html; charset=utf-8")
+    return _page("authorize.html", consumer=consumer, token=rt.token, callback=rt.callback,
+                 lifetime=lifetime, organisations=the_mock.organisations())
 
 
 @blueprint.route("/oauth/Authorize", methods=["POST"])
@@ -285,10 +285,8 @@ def addons() -> Response:
             "token_expires": _when(conn.token_expires_at),
             "authorization_expires": _when(conn.authorization_expires_at),
         })
-    return Response(render_template("addons.html", organisations=the_mock.organisations(),
-                                    connections=rows, now=_when(the_mock.clock.now()),
-                                    disconnected=request.args.get("disconnected")),
-                    status=200, content_type="text/html; charset=utf-8")
+    return _page("addons.html", organisations=the_mock.organisations(), connections=rows,
+                 now=_when(the_mock.clock.now()), disconnected=request.args.get("disconnected"))
 
 
 @blueprint.route("/addons/disconnect", methods=["POST"])

@@ -509,6 +509,11 @@ class Store:
             self._faults.append(fault)
             return fault
 
+    @property
+    def has_faults(self) -> bool:
+        """Cheap, unlocked: whether any fault is queued at all."""
+        return bool(self._faults)
+
     def take_fault(self, path: str, consumer_key: str | None) -> Fault | None:
         """The first queued fault matching this request, counted down."""
         if not self._faults:  # cheap exit on the hot path
