@@ -1,0 +1,21 @@
+"""The README's Python example runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert blocks, "the README has no Python example"
+    monkeypatch.chdir(tmp_path)  # the example writes ./certs
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)  # it would override session.verify
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {"__name__": "readme"})
+    assert (tmp_path / "certs" / "ca.pem").exists()
