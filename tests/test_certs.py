@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import socket
 import ssl
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,33 +24,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mockxero import MockXero
 
+from .cli_support import FILES, assert_one_line_error, run_cli
 from .helpers import Partner, parse_form
 
-MOCKXERO = str(Path(sys.executable).with_name("mockxero"))
 OPENSSL = "/usr/bin/openssl"
-FILES = {"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "entrust-ca.pem", "entrust-ca-key.pem",
-         "entrust-cert.pem", "entrust-private-nopass.pem", "entrust-client.p12", "privatekey.pem",
-         "publickey.cer", "consumer.json"}
 PRIVATE = {"ca-key.pem", "server-key.pem", "entrust-ca-key.pem", "entrust-private-nopass.pem",
            "entrust-client.p12", "privatekey.pem", "consumer.json"}
 VARIANTS = {"expired": "expired", "not-yet-valid": "not yet valid", "foreign-ca": "unknown issuer"}
 DEFAULT_NAMES = {"localhost", "127.0.0.1", "::1", "mockxero", "api.xero.com", "api-partner.network.xero.com"}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MOCKXERO_")}
-    clean.update(env or {})
-    return subprocess.run([MOCKXERO, *args], capture_output=True, text=True, timeout=60, env=clean)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mockxero")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def load_cert(path: Path) -> x509.Certificate:

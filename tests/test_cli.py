@@ -5,13 +5,11 @@ one-line errors."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,35 +21,13 @@ import requests
 from mockxero import MockXero
 from mockxero.certs import CertBundle
 
+from .cli_support import FILES, MOCKXERO, assert_one_line_error, clean_env, run_cli
 from .helpers import Partner, parse_form
 
-MOCKXERO = str(Path(sys.executable).with_name("mockxero"))
 BANNER_END = "Press Ctrl+C to stop."
-FILES = {"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "entrust-ca.pem", "entrust-ca-key.pem",
-         "entrust-cert.pem", "entrust-private-nopass.pem", "entrust-client.p12", "privatekey.pem",
-         "publickey.cer", "consumer.json"}
 
 
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOCKXERO_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
 
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MOCKXERO, *args], capture_output=True, text=True, timeout=60, env=clean_env(env))
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mockxero")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 class Serving:
