@@ -11,6 +11,7 @@ the wire formats in :mod:`mockxero.render`, ``where``/``order`` in
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -343,13 +344,17 @@ def _list(collection: Collection, org: Organisation) -> list[dict[str, Any]]:
     return records
 
 
+#: ASCII digits only: str.isdigit() also passes '²', which int() refuses.
+_WHOLE = re.compile(r"-?[0-9]{1,9}")
+
+
 def _page_number(args: Mapping[str, str]) -> int | None:
     if "page" not in args:
         return None
     raw = args["page"].strip()
     if not raw:
         return 1
-    if not raw.lstrip("-").isdigit() or len(raw) > 9:
+    if not _WHOLE.fullmatch(raw):
         raise query_error(f"page must be a whole number, not '{args['page']}'")
     return max(1, int(raw))
 
@@ -358,7 +363,7 @@ def _page_size(args: Mapping[str, str]) -> int:
     raw = args.get("pagesize", "").strip()
     if not raw:
         return PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw[:5]) <= MAX_PAGE_SIZE:
+    if not _WHOLE.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise query_error(f"pageSize must be a whole number from 1 to {MAX_PAGE_SIZE}, not '{raw}'")
     return int(raw)
 

@@ -302,11 +302,11 @@ class _Parser:
         pos = self.tok.pos
         self.i += 1
         self._expect("(")
-        parts: list[int] = []
+        parts: list[str] = []
         while True:
             if self.tok.kind != "num" or "." in self.tok.text:
                 self._fail(f"DateTime(...) takes whole numbers: {_DATETIME_FORM}")
-            parts.append(int(self._next().text))
+            parts.append(self._next().text)
             if self._is_op(","):
                 self.i += 1
                 continue
@@ -315,10 +315,12 @@ class _Parser:
         if len(parts) not in (3, 6):
             self._fail(f"DateTime(...) takes 3 or 6 numbers: {_DATETIME_FORM}", pos)
         try:
-            year, month, day, hour, minute, second = [*parts, 0, 0, 0][:6]
+            # int() refuses over 4300 digits (ValueError); datetime() a year
+            # beyond a C long (OverflowError).
+            year, month, day, hour, minute, second = [*map(int, parts), 0, 0, 0][:6]
             value = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-        except ValueError as exc:
-            return self._fail(f"Invalid DateTime{tuple(parts)}: {exc}", pos)  # type: ignore[no-any-return]
+        except (ValueError, OverflowError) as exc:
+            return self._fail(f"Invalid DateTime({', '.join(parts)}): {exc}", pos)  # type: ignore[no-any-return]
         return _const(value, "datetime")
 
     def _field(self) -> _Expr:
@@ -348,8 +350,14 @@ class _Parser:
         return self._methods(_Expr(_getter(path), ftype))
 
     def _methods(self, expr: _Expr) -> _Expr:
+        # Each call wraps the getter before it: a chain counts towards
+        # MAX_NESTING, or a long one would recurse past Python's limit when
+        # the predicate runs.
+        calls = 0
         while self._is_op("."):
             self.i += 1
+            calls += 1
+            self._nest()
             tok = self._next()
             if tok.kind != "id":
                 self._fail("Method name expected", tok.pos)
@@ -379,6 +387,7 @@ class _Parser:
                              isinstance(v := get(r), str) and test(v.casefold(), arg), "bool")
                 continue
             self._fail(f"No applicable method '{tok.text}' exists in type 'String'", tok.pos)
+        self.depth -= calls
         return expr
 
     def _compare(self, left: _Expr, op: str, right: _Expr, pos: int) -> _Expr:

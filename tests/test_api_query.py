@@ -117,6 +117,10 @@ BAD_WHERE = [
     ('Name=="a" Name=="b"', "Syntax error: unexpected 'Name'"),
     ('Name "b"', "operator expected"),
     ("(" * 40 + 'Name=="a"' + ")" * 40, "nested more than"),
+    # were 500s: a RecursionError when the predicate ran, an OverflowError, int()'s digit limit
+    ("Name" + ".ToLower()" * 2000 + '=="x"', "nested more than"),
+    ("UpdatedDateUTC>DateTime(99999999999999999999,1,1)", "Invalid DateTime"),
+    ("UpdatedDateUTC>DateTime(" + "9" * 5000 + ",1,1)", "Invalid DateTime"),
 ]
 
 
@@ -139,6 +143,13 @@ def test_unsupported_where_in_xml(partner: Partner, tokens: Tokens) -> None:
     assert root.tag == "ApiException"
     assert (root.findtext("ErrorNumber"), root.findtext("Type")) == ("16", "QueryParseException")
     assert "No property or field 'Nope' exists in type 'Invoice'" in (root.findtext("Message") or "")
+
+
+def test_method_chains_within_the_nesting_limit_still_work() -> None:
+    predicate = compile_where("Name" + ".Trim()" * 20 + '.ToLower()=="x"', api_data.CONTACT_SCHEMA)
+    assert predicate({"Name": " X "}) is True
+    with pytest.raises(QueryError, match="nested more than"):
+        compile_where("(" * 30 + "Name" + ".Trim()" * 5 + '=="x"' + ")" * 30, api_data.CONTACT_SCHEMA)
 
 
 def test_random_where_strings_never_break_the_parser() -> None:
@@ -214,7 +225,10 @@ def test_paging(xero: MockXero, partner: Partner) -> None:
 
 
 @pytest.mark.parametrize("params", [{"page": "abc"}, {"page": "1.5"}, {"page": "1", "pageSize": "5000"},
-                                    {"page": "1", "pageSize": "x"}])
+                                    {"page": "1", "pageSize": "x"},
+                                    # were 500s (int() refuses them) or slipped past the 1000 limit
+                                    {"page": "--1"}, {"page": "²"}, {"page": "1", "pageSize": "²"},
+                                    {"page": "1", "pageSize": "00010000"}])
 def test_bad_paging(partner: Partner, tokens: Tokens, params: dict[str, str]) -> None:
     response = partner.api(tokens, "Invoices", params=params, headers=JSON)
     assert response.status_code == 400
