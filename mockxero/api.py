@@ -441,7 +441,7 @@ def _save(collection: Collection, consumer: Consumer, org: Organisation, method:
                        [(o.type_name, o.record, o.messages) for o in failed])
     records = [
         {**o.record, "StatusAttributeString": "ERROR",
-         "ValidationErrors": [{"Message": m} for m in o.messages]} if o.messages
+         "ValidationErrors": [{"Message": render.clean_text(m)} for m in o.messages]} if o.messages
         else {**o.record, "StatusAttributeString": "OK"}
         for o in outcomes
     ]

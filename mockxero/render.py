@@ -206,10 +206,11 @@ def envelope_json(provider: str, now: float, collection: str, records: Iterable[
 
 def exception_json(number: int, kind: str, message: str,
                    elements: Sequence[tuple[str, Mapping[str, Any], Sequence[str]]] = ()) -> str:
-    data: dict[str, Any] = {"ErrorNumber": number, "Type": kind, "Message": message}
+    # Messages quote what the client sent (clean_text: a lone surrogate cannot be encoded).
+    data: dict[str, Any] = {"ErrorNumber": number, "Type": kind, "Message": clean_text(message)}
     if elements:
         data["Elements"] = [
-            {**json_record(fields), "ValidationErrors": [{"Message": m} for m in messages]}
+            {**json_record(fields), "ValidationErrors": [{"Message": clean_text(m)} for m in messages]}
             for _, fields, messages in elements
         ]
     return _dumps(data)
@@ -217,11 +218,12 @@ def exception_json(number: int, kind: str, message: str,
 
 # -- XML ------------------------------------------------------------------------------
 
-_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def clean_text(text: str) -> str:
-    """Drop the characters XML 1.0 cannot carry (JSON can)."""
+    """Drop the characters XML 1.0 cannot carry, and lone surrogates (which
+    JSON's ``\\ud800`` can carry in, but no UTF-8 response can carry out)."""
     return _NOT_XML_CHAR.sub("", text) if _NOT_XML_CHAR.search(text) else text
 
 
@@ -298,13 +300,13 @@ def exception_xml(number: int, kind: str, message: str,
                   elements: Sequence[tuple[str, Mapping[str, Any], Sequence[str]]] = ()) -> str:
     parts = [f"<ApiException {_XMLNS}>",
              f"<ErrorNumber>{number}</ErrorNumber><Type>{escape(kind)}</Type>",
-             f"<Message>{escape(message)}</Message>"]
+             f"<Message>{escape(clean_text(message))}</Message>"]
     if elements:
         parts.append("<Elements>")
         for type_name, fields, messages in elements:
             parts.append(f'<DataContractBase xsi:type="{escape(type_name)}"><ValidationErrors>')
             for text in messages:
-                parts.append(f"<ValidationError><Message>{escape(text)}</Message></ValidationError>")
+                parts.append(f"<ValidationError><Message>{escape(clean_text(text))}</Message></ValidationError>")
             parts.append("</ValidationErrors>")
             for key, value in fields.items():
                 _xml(parts, key, value)

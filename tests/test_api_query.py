@@ -152,6 +152,14 @@ def test_method_chains_within_the_nesting_limit_still_work() -> None:
         compile_where("(" * 30 + "Name" + ".Trim()" * 5 + '=="x"' + ")" * 30, api_data.CONTACT_SCHEMA)
 
 
+def test_messages_quoting_control_characters_are_well_formed_xml(partner: Partner, tokens: Tokens) -> None:
+    for params in ({"where": "Name==\x01"}, {"page": "\x01"}):
+        response = partner.api(tokens, "Contacts", params=params)
+        assert response.status_code == 400
+        root = ET.fromstring(response.content)  # the \x01 quoted in the message made it not well-formed
+        assert root.findtext("Type") == "QueryParseException"
+
+
 def test_random_where_strings_never_break_the_parser() -> None:
     """Whatever is typed: a predicate that answers a bool, or QueryError."""
     pieces = ['Name', 'Total', 'Contact', '.', 'Name', 'ContactID', '==', '!=', '>', '<=', '=', '"x"',

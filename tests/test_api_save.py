@@ -194,6 +194,29 @@ def test_summarize_errors_false_keeps_the_good_elements(partner: Partner, tokens
     assert "already assigned" in (contact.findtext("ValidationErrors/ValidationError/Message") or "")
 
 
+def test_text_no_response_can_carry_is_dropped(partner: Partner, tokens: Tokens) -> None:
+    """JSON can carry a lone surrogate (\\ud800) and control characters; UTF-8
+    and XML 1.0 cannot. A stored lone surrogate made every later GET of the
+    organisation's contacts a 500, and one quoted in a message the PUT itself."""
+    as_json = {**JSON, "Content-Type": "application/json"}
+    body = b'{"Name": "Lone \\ud800Surrogate\\u0001 Ltd"}'
+    response = put(partner, tokens, "Contacts", headers=as_json, data=body)
+    assert response.status_code == 200, response.text
+    assert names(response.json()) == ["Lone Surrogate Ltd"]
+    assert "Lone Surrogate Ltd" in names(get_json(partner, tokens, "Contacts"))
+    root = get_xml(partner, tokens, "Contacts")
+    assert "Lone Surrogate Ltd" in [c.findtext("Name") for c in root.iter("Contact")]
+    bad = b'{"Name": "Bad Id", "ContactID": "\\ud800\\u0001x"}'
+    response = put(partner, tokens, "Contacts", headers=as_json, data=bad)
+    assert validation_errors(response) == [["ContactID 'x' is not a valid GUID"]]
+    for params in ({}, {"summarizeErrors": "false"}):
+        response = put(partner, tokens, "Contacts", headers={"Content-Type": "application/json"}, data=bad,
+                       params=params)
+        assert response.headers["Content-Type"] == XML_TYPE
+        root = ET.fromstring(response.content)  # well-formed: no control character in it
+        assert "ContactID 'x' is not a valid GUID" in [m.text for m in root.iter("Message")]
+
+
 # -- invoices -----------------------------------------------------------------------------------
 
 def test_put_invoice_json(partner: Partner, tokens: Tokens) -> None:
