@@ -342,6 +342,10 @@ def test_invoice_status_workflow(partner: Partner, tokens: Tokens) -> None:
 
 # -- bodies that are not JSON or XML ------------------------------------------------------------
 
+UTF16_DTD = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "b"><!ENTITY b "&a;&a;&a;">]>'
+             "<Contact><Name>&b;</Name></Contact>").encode("utf-16")
+
+
 @pytest.mark.parametrize(("content_type", "body", "message"), [
     ("application/json", b'{"Name": ', "Invalid JSON data"),
     ("application/json", b'"just a string"', "an object or a list of objects"),
@@ -350,6 +354,10 @@ def test_invoice_status_workflow(partner: Partner, tokens: Tokens) -> None:
     ("application/xml", b"<Contact><Name>x</Contact>", "not well-formed"),
     ("application/xml", b"<Invoice><Type>ACCREC</Type></Invoice>", "must be <Contacts> or <Contact>"),
     ("application/xml", b'<!DOCTYPE x [<!ENTITY a "b">]><Contact><Name>&a;</Name></Contact>', "DTD"),
+    # a byte search for "<!DOCTYPE" missed UTF-16, and the entities were expanded
+    ("application/xml", UTF16_DTD, "DTD"),
+    # was a 500 (LookupError)
+    ("application/xml", b'<?xml version="1.0" encoding="no-such-codec"?><Contact />', "unknown encoding"),
     ("text/xml", b"", "The request body is empty"),
     ("text/plain", b"Name=Foo", "neither XML nor JSON"),
     ("application/x-www-form-urlencoded", b"Name=Foo", "'xml' field"),
@@ -359,6 +367,13 @@ def test_unreadable_bodies_are_post_data_invalid(partner: Partner, tokens: Token
                                                   body: bytes, message: str) -> None:
     response = put(partner, tokens, "Contacts", headers={**JSON, "Content-Type": content_type}, data=body)
     assert message in post_data_invalid(response)
+
+
+def test_doctype_as_text_is_only_text(partner: Partner, tokens: Tokens) -> None:
+    response = put(partner, tokens, "Contacts", headers={**XML_BODY, **JSON},
+                   data=b"<Contact><Name><![CDATA[The <!DOCTYPE> Co]]></Name></Contact>")
+    assert response.status_code == 200, response.text
+    assert names(response.json()) == ["The <!DOCTYPE> Co"]
 
 
 def test_elements_that_are_not_objects(partner: Partner, tokens: Tokens) -> None:
