@@ -106,6 +106,9 @@ _TIMEZONES = {"NZ": "NEWZEALANDSTANDARDTIME", "AU": "AUSEASTERNSTANDARDTIME",
               "GB": "GMTSTANDARDTIME", "UK": "GMTSTANDARDTIME", "US": "EASTERNSTANDARDTIME"}
 _CENT = Decimal("0.01")
 _LIMIT = Decimal("1e12")
+#: The most decimal places a number keeps (with _LIMIT, within Decimal's 28 digits).
+_PLACES = 10
+_FINEST = Decimal(f"1e-{_PLACES}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _INVOICE_NUMBER = re.compile(r"INV-(\d+)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -182,6 +185,10 @@ def _coerce(value: Any, kind: str, field: str, errors: list[str]) -> Any:
                 errors.append(f"{field} '{value}' is not a whole number")
                 return None
             return int(number)
+        exponent = number.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -_PLACES:
+            # 1e-999999 is 8 characters of JSON but a million digits of XML.
+            number = number.quantize(_FINEST, rounding=ROUND_HALF_UP)
         return number
     if kind == "date":
         day = value if type(value) is date else (
@@ -533,7 +540,10 @@ class Batch:
                 record["Contact"] = {"ContactID": contact["ContactID"], "Name": contact["Name"]}
             else:
                 record["Contact"] = given.get("Contact")
-        self._number(record, existing, errors)
+        if len(record.get("InvoiceNumber") or "") > 255:
+            errors.append("The invoice number must not be longer than 255 characters.")
+        else:
+            self._number(record, existing, errors)
         if existing is None and not record.get("LineItems") and not self.trusted:
             errors.append("One or more line items must be specified")
         if "LineItems" in given or "LineAmountTypes" in given or existing is None:

@@ -302,6 +302,35 @@ def test_invoice_validation_errors(partner: Partner, tokens: Tokens, invoice: di
     assert len(get_json(partner, tokens, "Invoices")["Invoices"]) == 2
 
 
+def test_numbers_keep_at_most_ten_decimal_places(partner: Partner, tokens: Tokens) -> None:
+    """0e-999999 is 9 bytes of JSON; kept as given, its XML was a million zeros."""
+    body = (b'{"Type": "ACCPAY", "Contact": {"ContactID": "%s"}, "CurrencyRate": 0e-999999,'
+            b' "LineItems": [{"Description": "x", "UnitAmount": 1, "DiscountRate": 1.00000000004999}]}'
+            % ALPHA.encode())
+    response = put(partner, tokens, "Invoices", headers={"Content-Type": "application/json"}, data=body)
+    assert response.status_code == 200, response.text
+    assert len(response.content) < 5000
+    invoice = next(ET.fromstring(response.content).iter("Invoice"))
+    assert invoice.findtext("CurrencyRate") == "0.0000000000"
+    assert invoice.findtext("LineItems/LineItem/DiscountRate") == "1.0000000000"
+
+
+def test_invoice_numbers_are_at_most_255_characters(partner: Partner, tokens: Tokens) -> None:
+    """An ACCREC number INV-<5000 digits> was a 500: int() refuses over 4300 digits."""
+    def invoice(**fields: str) -> dict[str, Any]:
+        return {"Type": "ACCREC", "Contact": {"ContactID": ALPHA},
+                "LineItems": [{"Description": "x", "UnitAmount": 1}], **fields}
+
+    too_long = ["The invoice number must not be longer than 255 characters."]
+    for body in (invoice(InvoiceNumber="INV-" + "9" * 5000), invoice(Type="ACCPAY", InvoiceNumber="B" * 256)):
+        assert validation_errors(put(partner, tokens, "Invoices", headers=JSON, json=body)) == [too_long]
+    response = put(partner, tokens, "Invoices", headers=JSON, json=invoice(InvoiceNumber="INV-" + "9" * 251))
+    assert response.status_code == 200, response.text
+    # the next number follows the highest one, however long
+    response = put(partner, tokens, "Invoices", headers=JSON, json=invoice())
+    assert response.json()["Invoices"][0]["InvoiceNumber"] == "INV-1" + "0" * 251
+
+
 def test_invoice_validation_error_in_xml_names_the_invoice(partner: Partner, tokens: Tokens) -> None:
     response = put(partner, tokens, "Invoices", headers=XML_BODY,
                    data="<Invoice><Type>ACCREC</Type><Status>PAID</Status></Invoice>")
