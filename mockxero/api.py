@@ -147,10 +147,10 @@ def wants_json() -> bool:
     """``Accept`` prefers JSON to XML (XML is Xero's default)."""
     cached = g.get("wants_json")
     if cached is None:
-        accept = request.headers.get("Accept", "")
+        accept = request.headers.get("Accept", "").lower()  # media types are case-insensitive
         if "json" not in accept:
             cached = False
-        elif accept.strip().lower() == "application/json":  # what clients send: skip the parser
+        elif accept.strip() == "application/json":  # what clients send: skip the parser
             cached = True
         else:
             cached = request.accept_mimetypes.best_match(
