@@ -141,20 +141,27 @@ def truncate_ms(value: datetime) -> datetime:
 
 #: (id of a stored record, format) → (the record, its text). The record is
 #: held so its id cannot be reused while the entry lives; stored records are
-#: replaced, never changed, so the text stays right. Bounded by clearing.
+#: replaced, never changed, so the text stays right. Bounded by clearing, at
+#: a number of entries or of characters (a record, and the replaced versions
+#: the cache still holds, can each be megabytes: an invoice of 10,000 lines).
 _FRAGMENTS: dict[tuple[int, str], tuple[Mapping[str, Any], str]] = {}
 _FRAGMENT_LIMIT = 5_000
+_FRAGMENT_CHARS = 16_000_000
+_fragment_chars = 0  # of the texts in _FRAGMENTS (approximate under threads: only a trigger)
 
 
 def _fragment(record: Mapping[str, Any], kind: str, make: Callable[[Mapping[str, Any]], str]) -> str:
+    global _fragment_chars
     key = (id(record), kind)
     hit = _FRAGMENTS.get(key)
     if hit is not None and hit[0] is record:
         return hit[1]
     text = make(record)
-    if len(_FRAGMENTS) >= _FRAGMENT_LIMIT:
+    if len(_FRAGMENTS) >= _FRAGMENT_LIMIT or _fragment_chars + len(text) > _FRAGMENT_CHARS:
         _FRAGMENTS.clear()
+        _fragment_chars = 0
     _FRAGMENTS[key] = (record, text)
+    _fragment_chars += len(text)
     return text
 
 

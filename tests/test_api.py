@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from mockxero import MockXero
+from mockxero import MockXero, render
 from mockxero.problems import REVOKED_ADVICE
 
 from .api_support import (
@@ -328,6 +328,20 @@ def test_unsigned_calls_and_unknown_tokens_are_refused(partner: Partner, tokens:
     assert_problem(partner.request("GET", "/api.xro/2.0/Contacts"), 400, "parameter_absent")
     unknown = Tokens("NOTATOKEN000000000000000000000", tokens.oauth_token_secret)
     assert_problem(partner.api(unknown, "Contacts"), 401, "token_rejected")
+
+
+def test_rendered_records_kept_for_reuse_are_bounded_in_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache was bounded at 5,000 entries whatever their size: 5,000
+    versions of a megabyte invoice (each update replaces the record) held
+    gigabytes."""
+    monkeypatch.setattr(render, "_FRAGMENTS", {})
+    monkeypatch.setattr(render, "_FRAGMENT_CHARS", 50_000)
+    records = [{"Name": "x" * 10_000, "N": n} for n in range(20)]
+    for record in records:
+        render.envelope_json("p", 0.0, "Contacts", [record])
+        render.envelope_xml("p", 0.0, "Contacts", [record])
+        assert sum(len(text) for _, text in render._FRAGMENTS.values()) <= 50_000
+    assert (id(records[-1]), "json") in render._FRAGMENTS  # still a cache
 
 
 def test_xml_and_json_agree(partner: Partner, tokens: Tokens) -> None:
