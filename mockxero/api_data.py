@@ -711,13 +711,14 @@ def _ago(now: datetime, days: float) -> datetime:
     return render.truncate_ms(now - timedelta(days=days))
 
 
-def seed(org: Organisation, now: float) -> None:
+def seed(org: Organisation, lock: threading.RLock, now: float) -> None:
     """Give a new organisation its demo contacts and invoices (Xero's demo
-    company names), dated relative to ``now``."""
+    company names), dated relative to ``now``; ``lock``: the store's."""
     moment = datetime.fromtimestamp(now, timezone.utc)
     today = moment.date()
-    org.collections[ORGANISATIONS] = OrderedDict(
-        {org.organisation_id: _build_organisation(org, _ago(moment, 400))})
+    with lock:
+        org.collections[ORGANISATIONS] = OrderedDict(
+            {org.organisation_id: _build_organisation(org, _ago(moment, 400))})
     city = {"AU": ("Sydney", "NSW", "2000"), "NZ": ("Wellington", "", "6011")}.get(
         org.country_code.upper(), ("Wellington", "", "6011"))
 
@@ -783,4 +784,4 @@ def seed(org: Organisation, now: float) -> None:
         invoice("ACCPAY", "SS-2201", "Swanston Security", "PAID", -35, -5,
                 [("Monitoring, monthly", "1", "75.00", "485")], 5),
     ]
-    load(org, threading.RLock(), now, contacts, invoices)
+    load(org, lock, now, contacts, invoices)

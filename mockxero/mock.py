@@ -77,7 +77,7 @@ class MockXero:
     def _seed(self) -> None:
         for name, country, currency in DEMO_ORGANISATIONS:
             org = self.store.add_organisation(name, country_code=country, base_currency=currency)
-            api_data.seed(org, self.clock.now())
+            api_data.seed(org, self.store.lock, self.clock.now())
         demo = Consumer(
             consumer_key=self.certs.consumer_key,
             consumer_secret=self.certs.consumer_secret,
@@ -244,13 +244,14 @@ class MockXero:
     def add_organisation(self, name: str, short_code: str | None = None,
                          country_code: str = "NZ", base_currency: str = "NZD",
                          seed_data: bool = True) -> Organisation:
-        try:
-            org = self.store.add_organisation(name, short_code, country_code=country_code,
-                                              base_currency=base_currency)
-        except StoreError as exc:
-            raise ControlError(str(exc)) from None
-        if seed_data:
-            api_data.seed(org, self.clock.now())
+        with self.store.lock:  # seen by API calls only with its data
+            try:
+                org = self.store.add_organisation(name, short_code, country_code=country_code,
+                                                  base_currency=base_currency)
+            except StoreError as exc:
+                raise ControlError(str(exc)) from None
+            if seed_data:
+                api_data.seed(org, self.store.lock, self.clock.now())
         return org
 
     def organisations(self) -> list[Organisation]:

@@ -4,6 +4,7 @@ that are not JSON or XML, and the data the control API loads."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from mockxero import MockXero
+from mockxero import MockXero, api_data
+from mockxero.store import Organisation
 
 from .api_support import (
     JAN31_MS,
@@ -470,3 +472,24 @@ def test_new_organisations_are_seeded_or_empty(xero: MockXero, partner: Partner)
     assert root.find("Invoices") is not None and len(list(root.iter("Invoice"))) == 0
     [org] = get_json(partner, tokens, "Organisation")["Organisations"]
     assert (org["Name"], org["IsDemoCompany"]) == ("Empty Ltd", False)
+
+
+def test_seeding_writes_under_the_store_lock(xero: MockXero) -> None:
+    """seed() loaded a new organisation's data under a lock of its own (a
+    fresh RLock) while API calls read it under the store's."""
+    org = Organisation(str(uuid.uuid4()), "Seed Lock Ltd", "!SEEDL", "SEEDLOCKMUID")
+    lock = threading.RLock()
+    done = threading.Event()
+
+    def seed() -> None:
+        api_data.seed(org, lock, xero.clock.now())
+        done.set()
+
+    with lock:
+        worker = threading.Thread(target=seed)
+        worker.start()
+        assert not done.wait(0.2)  # it waits for the lock
+        assert org.collections == {}
+    worker.join(10)
+    assert done.is_set()
+    assert len(org.collections["Invoices"]) == 5
