@@ -299,6 +299,24 @@ class Outcome:
     type_name: str
 
 
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    """What saving a contact and saving an invoice share."""
+
+    collection: str
+    schema: Schema
+    id_field: str
+    #: Fields a client's element may not set (the control API and the seed may).
+    protected: tuple[str, ...]
+
+
+_CONTACT = _Kind(CONTACTS, CONTACT_SCHEMA, "ContactID", ("ContactID", "UpdatedDateUTC"))
+_INVOICE = _Kind(INVOICES, INVOICE_SCHEMA, "InvoiceID",
+                 ("InvoiceID", "UpdatedDateUTC", "AmountPaid", "AmountDue", "AmountCredited",
+                  "FullyPaidOnDate", "Payments", "CreditNotes", "Prepayments", "Overpayments",
+                  "HasErrors", "IsDiscounted", "HasAttachments"))
+
+
 class Batch:
     """One PUT/POST (or control-API load) against one organisation's data.
 
@@ -422,23 +440,43 @@ class Batch:
             return Outcome(exc.record, exc.messages, exc.type_name)
         return Outcome(record, [], type_name)
 
+    def _given(self, kind: _Kind, data: Mapping[str, Any], allow_update: bool,
+               record_id: str | None) -> tuple[Record, str | None, Record | None, list[str]]:
+        """What an element sets (less what a client may not), the id it names
+        (the path's, else its own), the record stored under that id, and the
+        errors so far."""
+        errors: list[str] = []
+        given = fields_of(data, kind.schema, errors)
+        record_id = record_id or given.get(kind.id_field)
+        existing = self.get(kind.collection, record_id) if record_id else None
+        noun = kind.schema.type_name.lower()
+        if record_id and existing is None and not self.trusted:
+            errors.append(f"No {noun} with {kind.id_field} {record_id} exists in this organisation")
+        elif existing is not None and not allow_update:
+            article = "An" if noun[0] in "aeiou" else "A"
+            errors.append(f"{article} {noun} with {kind.id_field} {record_id} already exists: "
+                          "POST it to update it")
+        if not self.trusted:
+            for key in kind.protected:
+                given.pop(key, None)
+        return given, record_id, existing, errors
+
+    def _stage(self, kind: _Kind, record: Record, given: Record) -> Record:
+        """Stamp (unless a trusted load gave the time), order and stage a record."""
+        if "UpdatedDateUTC" not in given:
+            record["UpdatedDateUTC"] = self.now
+        record = _ordered(record, kind.schema.fields)
+        self._put(kind.collection, record[kind.id_field], record)
+        return record
+
     def save_contact(self, data: Mapping[str, Any], allow_update: bool,
                      record_id: str | None = None) -> Record:
-        errors: list[str] = []
-        given = fields_of(data, CONTACT_SCHEMA, errors)
-        contact_id = record_id or given.get("ContactID")
-        existing = self.get(CONTACTS, contact_id) if contact_id else None
-        if contact_id and existing is None and not self.trusted:
-            errors.append(f"No contact with ContactID {contact_id} exists in this organisation")
-        elif existing is not None and not allow_update:
-            errors.append(f"A contact with ContactID {contact_id} already exists: POST it to update it")
+        given, contact_id, existing, errors = self._given(_CONTACT, data, allow_update, record_id)
         record: Record = dict(existing) if existing is not None else {
             "ContactID": contact_id or str(uuid.uuid4()), "ContactStatus": "ACTIVE", "Addresses": [],
             "Phones": [], "ContactGroups": [], "IsSupplier": False, "IsCustomer": False,
             "ContactPersons": [], "HasAttachments": False, "HasValidationErrors": False,
         }
-        for key in ("ContactID", "UpdatedDateUTC") if not self.trusted else ():
-            given.pop(key, None)
         record.update(given)
         name = record.get("Name")
         if not isinstance(name, str) or not name.strip():
@@ -457,10 +495,7 @@ class Batch:
             errors.append("Email address must be valid.")
         if errors:
             raise Invalid("Contact", _ordered(record, CONTACT_FIELDS), errors)
-        if "UpdatedDateUTC" not in given:
-            record["UpdatedDateUTC"] = self.now
-        record = _ordered(record, CONTACT_FIELDS)
-        self._put(CONTACTS, record["ContactID"], record)
+        record = self._stage(_CONTACT, record, given)
         if existing is not None and existing.get("Name") != record["Name"]:
             self._rename_on_invoices(record)
         return record
@@ -494,19 +529,7 @@ class Batch:
 
     def save_invoice(self, data: Mapping[str, Any], allow_update: bool,
                      record_id: str | None = None) -> Record:
-        errors: list[str] = []
-        given = fields_of(data, INVOICE_SCHEMA, errors)
-        invoice_id = record_id or given.get("InvoiceID")
-        existing = self.get(INVOICES, invoice_id) if invoice_id else None
-        if invoice_id and existing is None and not self.trusted:
-            errors.append(f"No invoice with InvoiceID {invoice_id} exists in this organisation")
-        elif existing is not None and not allow_update:
-            errors.append(f"An invoice with InvoiceID {invoice_id} already exists: POST it to update it")
-        if not self.trusted:
-            for key in ("InvoiceID", "UpdatedDateUTC", "AmountPaid", "AmountDue", "AmountCredited",
-                        "FullyPaidOnDate", "Payments", "CreditNotes", "Prepayments", "Overpayments",
-                        "HasErrors", "IsDiscounted", "HasAttachments"):
-                given.pop(key, None)
+        given, invoice_id, existing, errors = self._given(_INVOICE, data, allow_update, record_id)
         record: Record
         if existing is not None:
             record = dict(existing)
@@ -554,10 +577,7 @@ class Batch:
         if errors:
             raise Invalid("Invoice", _ordered(record, INVOICE_FIELDS), errors)
         self._payments(record)
-        if not (self.trusted and "UpdatedDateUTC" in given):
-            record["UpdatedDateUTC"] = self.now
-        record = _ordered(record, INVOICE_FIELDS)
-        self._put(INVOICES, record["InvoiceID"], record)
+        record = self._stage(_INVOICE, record, given)
         self._mark_contact(record)
         return record
 
