@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from . import api_data, render
@@ -145,18 +145,13 @@ def _api_error(exc: ApiError) -> Response:
 
 def wants_json() -> bool:
     """``Accept`` prefers JSON to XML (XML is Xero's default)."""
-    cached = g.get("wants_json")
-    if cached is None:
-        accept = request.headers.get("Accept", "").lower()  # media types are case-insensitive
-        if "json" not in accept:
-            cached = False
-        elif accept.strip() == "application/json":  # what clients send: skip the parser
-            cached = True
-        else:
-            cached = request.accept_mimetypes.best_match(
-                ("text/xml", "application/xml", "application/json")) == "application/json"
-        g.wants_json = cached
-    return bool(cached)
+    accept = request.headers.get("Accept", "").lower()  # media types are case-insensitive
+    if "json" not in accept:
+        return False
+    if accept.strip() == "application/json":  # what clients send: skip the parser
+        return True
+    return bool(request.accept_mimetypes.best_match(
+        ("text/xml", "application/xml", "application/json")) == "application/json")
 
 
 def respond(consumer: Consumer, collection: str, records: Sequence[Mapping[str, Any]],
@@ -173,13 +168,10 @@ def respond(consumer: Consumer, collection: str, records: Sequence[Mapping[str, 
 
 def _args() -> dict[str, str]:
     """Query parameters by lower-cased name (ASP.NET read them case-insensitively)."""
-    cached = g.get("api_args")
-    if cached is None:
-        cached = {}
-        for key, value in request.args.items(multi=True):
-            cached.setdefault(key.lower(), value)
-        g.api_args = cached
-    return cached  # type: ignore[no-any-return]
+    args: dict[str, str] = {}
+    for key, value in request.args.items(multi=True):
+        args.setdefault(key.lower(), value)
+    return args
 
 
 # -- routing ----------------------------------------------------------------------------

@@ -193,8 +193,7 @@ def json_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one a call
 
 
 def _json_text(record: Mapping[str, Any]) -> str:
@@ -208,7 +207,7 @@ def envelope_json(provider: str, now: float, collection: str, records: Iterable[
     head = _dumps({"Id": str(uuid.uuid4()), "Status": "OK", "ProviderName": provider,
                    "DateTimeUTC": f"/Date({int(now * 1000)})/"})
     body = ",".join(_fragment(r, "json", _json_text) if cache else _json_text(r) for r in records)
-    return f'{head[:-1]},{_dumps(collection)}:[{body}]}}'
+    return f'{head[:-1]},"{collection}":[{body}]}}'
 
 
 def exception_json(number: int, kind: str, message: str,
@@ -289,13 +288,14 @@ def envelope_xml(provider: str, now: float, collection: str, records: Iterable[M
                  cache: bool = True) -> str:
     """The XML envelope (``cache`` as for :func:`envelope_json`)."""
     element = _singular(collection)
+    kind = "xml:" + element
 
     def text(record: Mapping[str, Any]) -> str:
         parts: list[str] = []
         _xml(parts, element, record)
         return "".join(parts)
 
-    body = "".join(_fragment(r, "xml:" + element, text) if cache else text(r) for r in records)
+    body = "".join(_fragment(r, kind, text) if cache else text(r) for r in records)
     return (f"<Response {_XMLNS}><Id>{uuid.uuid4()}</Id><Status>OK</Status>"
             f"<ProviderName>{escape(provider)}</ProviderName>"
             f"<DateTimeUTC>{xml_datetime_utc(now)}</DateTimeUTC>"

@@ -141,7 +141,6 @@ _DATETIME_FORM = "DateTime(year, month, day[, hour, minute, second])"
 
 class _Parser:
     def __init__(self, text: str, schema: Schema) -> None:
-        self.text = text
         self.schema = schema
         self.tokens = _tokenize(text)
         self.i = 0
