@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 Record = Mapping[str, Any]
 Predicate = Callable[[Record], bool]
@@ -470,7 +470,24 @@ def _getter(path: list[str]) -> Getter:
     return deep
 
 
-@functools.lru_cache(maxsize=256)
+#: Texts up to this long keep their compiled form (the last 256 of each kind);
+#: a longer one (the request line has no limit) is compiled each time rather
+#: than held: 256 megabyte-long ``where`` texts held their text twice over.
+CACHED_TEXT = 2048
+_T = TypeVar("_T")
+
+
+def _cached_if_short(compile_text: Callable[[str, Schema], _T]) -> Callable[[str, Schema], _T]:
+    cached = functools.lru_cache(maxsize=256)(compile_text)
+
+    @functools.wraps(compile_text)
+    def compile_maybe_cached(text: str, schema: Schema) -> _T:
+        return cached(text, schema) if len(text) <= CACHED_TEXT else compile_text(text, schema)
+
+    return compile_maybe_cached
+
+
+@_cached_if_short
 def compile_where(text: str, schema: Schema) -> Predicate:
     """A predicate for Xero's ``where`` parameter; QueryError if unsupported."""
     return _Parser(text, schema).parse()
@@ -481,7 +498,7 @@ def compile_where(text: str, schema: Schema) -> Predicate:
 _ORDER_ITEM = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)(?:\s+(ASC|DESC|ASCENDING|DESCENDING))?\s*", re.I)
 
 
-@functools.lru_cache(maxsize=256)
+@_cached_if_short
 def compile_order(text: str, schema: Schema) -> Callable[[list[Any]], list[Any]]:
     """A sort for Xero's ``order`` parameter (``Name``, ``Name DESC``,
     ``Contact.Name ASC, Date DESC``). Missing values sort first."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mockxero import MockXero, api_data
-from mockxero.xero_query import QueryError, compile_order, compile_where
+from mockxero.xero_query import CACHED_TEXT, QueryError, compile_order, compile_where
 
 from .api_support import (
     JSON,
@@ -158,6 +158,18 @@ def test_messages_quoting_control_characters_are_well_formed_xml(partner: Partne
         assert response.status_code == 400
         root = ET.fromstring(response.content)  # the \x01 quoted in the message made it not well-formed
         assert root.findtext("Type") == "QueryParseException"
+
+
+def test_only_short_queries_keep_their_compiled_form() -> None:
+    """Both caches held their last 256 texts whatever their length (a
+    request line has no limit): 256 megabyte-long where strings, held twice."""
+    short, long = 'Name=="x"', 'Name=="' + "x" * CACHED_TEXT + '"'
+    assert compile_where(short, api_data.CONTACT_SCHEMA) is compile_where(short, api_data.CONTACT_SCHEMA)
+    assert compile_where(long, api_data.CONTACT_SCHEMA) is not compile_where(long, api_data.CONTACT_SCHEMA)
+    assert compile_where(long, api_data.CONTACT_SCHEMA)({"Name": "X" * CACHED_TEXT}) is True
+    order = "Name, " * (CACHED_TEXT // 6 + 1)
+    assert compile_order(order, api_data.CONTACT_SCHEMA) is not compile_order(order, api_data.CONTACT_SCHEMA)
+    assert compile_order("Name", api_data.CONTACT_SCHEMA) is compile_order("Name", api_data.CONTACT_SCHEMA)
 
 
 def test_random_where_strings_never_break_the_parser() -> None:
