@@ -89,8 +89,27 @@ def _consumer_key_hint() -> str | None:
     return None
 
 
+API_PREFIX = "/api.xro/2.0/"
+
+
+def _api_prefix_in_any_case(wsgi_app: Any) -> Any:
+    """Route ``/API.XRO/2.0/...`` like ``/api.xro/2.0/...``: Xero's IIS
+    matched paths case-insensitively, Flask's router does not. Only the
+    routing path changes; the signature base string is built from the raw
+    request URI as the client sent it."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path: str = environ.get("PATH_INFO", "")
+        if path[:len(API_PREFIX)].lower() == API_PREFIX and not path.startswith(API_PREFIX):
+            environ["PATH_INFO"] = API_PREFIX + path[len(API_PREFIX):]
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def create_app(the_mock: MockXero) -> Flask:
     app = Flask("mockxero")
+    app.wsgi_app = _api_prefix_in_any_case(app.wsgi_app)  # type: ignore[method-assign]
     app.config["MOCKXERO"] = the_mock
     app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024
     app.config["JSON_SORT_KEYS"] = False

@@ -8,6 +8,7 @@ get the same behaviour."""
 from __future__ import annotations
 
 import datetime
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -177,6 +178,11 @@ class MockXero:
         ``organisation`` (default: the first)."""
         if require_client_cert is None:
             require_client_cert = app_type == "partner"
+        for field, value in (("consumer_key", consumer_key), ("consumer_secret", consumer_secret)):
+            if value is not None and not _TOKEN_TEXT.fullmatch(value):
+                raise ControlError(f"{field} must be 1 to 255 printable ASCII characters without spaces")
+        name = _checked_text("name", name)
+        callback_domain = _checked_text("callback_domain", callback_domain)
         org_id = None
         if app_type == "private":
             org_id = self._organisation(organisation).organisation_id
@@ -244,6 +250,12 @@ class MockXero:
     def add_organisation(self, name: str, short_code: str | None = None,
                          country_code: str = "NZ", base_currency: str = "NZD",
                          seed_data: bool = True) -> Organisation:
+        name = _checked_text("name", name) or ""
+        short_code = _checked_text("short_code", short_code)
+        country_code = _checked_text("country_code", country_code) or ""
+        base_currency = _checked_text("base_currency", base_currency) or ""
+        if not name:
+            raise ControlError("an organisation needs a name")
         with self.store.lock:  # seen by API calls only with its data
             try:
                 org = self.store.add_organisation(name, short_code, country_code=country_code,
@@ -388,6 +400,22 @@ class MockXero:
     def ca_pem(self) -> str:
         """The CA to trust to talk to the mock (``ca.pem``)."""
         return self.certs.read("ca.pem").decode()
+
+
+_TOKEN_TEXT = re.compile(r"[!-~]{1,255}")
+
+
+def _checked_text(field: str, value: str | None) -> str | None:
+    """Text that ends up in every page and API response (an app's or an
+    organisation's name): refused if XML or UTF-8 could not carry it, rather
+    than breaking each response later."""
+    if value is None:
+        return None
+    if render.clean_text(value) != value or any(c in value for c in "\r\n\t"):
+        raise ControlError(f"{field} holds control characters or lone surrogates")
+    if len(value) > 255:
+        raise ControlError(f"{field} is longer than 255 characters")
+    return value
 
 
 def _load_cert(pem: str) -> x509.Certificate:

@@ -250,6 +250,14 @@ def test_unknown_resources_are_404(partner: Partner, tokens: Tokens, path: str) 
     assert response.text == NOT_FOUND
 
 
+def test_the_base_path_matches_in_any_case(partner: Partner, tokens: Tokens) -> None:
+    # Signed for the path as sent: the routing ignores case, the base string does not.
+    auth = partner.auth(tokens.oauth_token, tokens.oauth_token_secret)
+    response = partner.request("GET", "/API.XRO/2.0/contacts", auth=auth, headers=JSON)
+    assert response.status_code == 200, response.text
+    assert set(names(response.json())) == SEEDED_CONTACTS
+
+
 def test_unknown_api_version_is_404_without_authentication(xero: MockXero, partner: Partner) -> None:
     response = partner.request("GET", "/api.xro/3.0/Contacts")
     assert (response.status_code, response.text) == (404, NOT_FOUND)
