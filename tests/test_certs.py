@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import shutil
 import socket
 import ssl
 import stat
@@ -27,7 +28,7 @@ from mockxero import MockXero
 from .cli_support import FILES, assert_one_line_error, run_cli
 from .helpers import Partner, parse_form
 
-OPENSSL = "/usr/bin/openssl"
+OPENSSL = shutil.which("openssl") or "openssl"
 PRIVATE = {"ca-key.pem", "server-key.pem", "entrust-ca-key.pem", "entrust-private-nopass.pem",
            "entrust-client.p12", "privatekey.pem", "consumer.json"}
 VARIANTS = {"expired": "expired", "not-yet-valid": "not yet valid", "foreign-ca": "unknown issuer"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -33,7 +34,7 @@ IIS_SENTENCE = ("The page you are attempting to access requires your browser to 
 REASONS = ("missing", "expired", "not yet valid", "unknown issuer", "not registered for this consumer")
 REASON_LINE = re.compile(r"mockxero: client certificate (" + "|".join(REASONS) + r")\b")
 SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "mockxero", "api.xero.com", "api-partner.network.xero.com")
-OPENSSL = "/usr/bin/openssl"
+OPENSSL = shutil.which("openssl") or "openssl"
 
 
 # -- helpers --------------------------------------------------------------------------------------
