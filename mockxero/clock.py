@@ -29,7 +29,7 @@ def _checked(epoch: float) -> float:
 
 class MockClock:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._offset = 0.0
         self._frozen_at: float | None = None
 
@@ -62,6 +62,26 @@ class MockClock:
                 self._frozen_at = float(epoch)
             else:
                 self._offset = float(epoch) - time.time()
+            return self.now()
+
+    def change(self, advance: float | None = None, set: float | None = None,
+               freeze: bool | None = None, reset: bool = False) -> float:
+        """Several moves as one, all or nothing: ``reset``, then ``freeze``
+        (True freezes, False lets it run), then ``set`` or ``advance``. The
+        target is checked before anything moves."""
+        with self._lock:
+            base = time.time() if reset else self.now()
+            _checked(set if set is not None else base + (advance or 0))
+            if reset:
+                self.reset()
+            if freeze is True:
+                self.freeze()
+            elif freeze is False:
+                self.unfreeze()
+            if advance is not None:
+                self.advance(advance)
+            if set is not None:
+                self.set(set)
             return self.now()
 
     def freeze(self) -> float:

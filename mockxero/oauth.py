@@ -195,9 +195,10 @@ class OAuthVerifier:
             raise problem
 
 
-#: oauthlib's base string URI, remembered: clients call the same few URLs, and
-#: working one out (it tries to parse the host as an IP address) is a
-#: measurable part of a signed request.
+#: oauthlib's base string URI, remembered. It is worked out here only to turn
+#: a bad Host into parameter_rejected before oauthlib's verify functions
+#: (which work it out again, and would raise) run; clients call the same few
+#: URLs, so the check costs nothing after the first.
 _base_string_uri = functools.lru_cache(maxsize=4096)(rfc5849.base_string_uri)
 
 
