@@ -4,6 +4,8 @@ independent OAuth 1.0a implementation, over real mutual TLS."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -201,6 +203,27 @@ class Partner:
     def api(self, tokens: Tokens, path: str, method: str = "GET", **kwargs: Any) -> requests.Response:
         return self.request(method, "/api.xro/2.0/" + path.lstrip("/"),
                             auth=self.auth(tokens.oauth_token, tokens.oauth_token_secret), **kwargs)
+
+
+def race(calls: list[Callable[[], requests.Response]], timeout: float = 60) -> list[requests.Response]:
+    """Run the calls in threads released at the same instant; every response."""
+    barrier = threading.Barrier(len(calls))
+    results: list[requests.Response] = []
+    lock = threading.Lock()
+
+    def run(call: Callable[[], requests.Response]) -> None:
+        barrier.wait()
+        response = call()
+        with lock:
+            results.append(response)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert len(results) == len(calls), "a racer did not finish"
+    return results
 
 
 def tokens_from(response: requests.Response) -> Tokens:

@@ -3,8 +3,8 @@ exchange, and the public and private app variants."""
 
 from __future__ import annotations
 
+import functools
 import re
-import threading
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,7 +13,7 @@ import requests
 
 from mockxero import MockXero
 
-from .helpers import HMAC, Control, Partner, Tokens, assert_problem, parse_form, tokens_from
+from .helpers import HMAC, Control, Partner, Tokens, assert_problem, parse_form, race, tokens_from
 from .oauth_support import (
     application_certificate,
     assert_form_success,
@@ -399,24 +399,9 @@ def test_two_exchanges_of_one_request_token_race(xero: MockXero, partner: Partne
     verifier = xero.authorize(rt.oauth_token)["oauth_verifier"]
     clients = [Partner(xero, partner.consumer_key, partner.consumer_secret, rsa_key=partner.rsa_key,
                        cert=client_cert) for _ in range(8)]
-    barrier = threading.Barrier(len(clients))
-    results: list[requests.Response] = []
-    lock = threading.Lock()
-
-    def run(client: Partner) -> None:
-        barrier.wait()
-        response = client.exchange(rt, verifier)
-        with lock:
-            results.append(response)
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    results = race([functools.partial(c.exchange, rt, verifier) for c in clients])
     for c in clients:
         c.close()
-    assert len(results) == len(clients)
     winners = [r for r in results if r.status_code == 200]
     assert len(winners) == 1, [r.text for r in results]
     for loser in results:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import re
-import threading
 
 import pytest
 import requests
 
 from mockxero import MockXero
 
-from .helpers import HMAC, Control, Partner, Tokens, assert_problem, tokens_from
+from .helpers import HMAC, Control, Partner, Tokens, assert_problem, race, tokens_from
 from .oauth_support import assert_form_success
 
 RENEWAL_FIELDS = ["oauth_token", "oauth_token_secret", "oauth_expires_in", "oauth_session_handle",
@@ -243,25 +243,11 @@ def test_racing_renewals_with_one_token(xero: MockXero, partner: Partner,
     tokens = partner.connect()
     racers = [Partner(xero, partner.consumer_key, partner.consumer_secret, rsa_key=partner.rsa_key,
                       cert=client_cert) for _ in range(16)]
-    barrier = threading.Barrier(len(racers))
-    results: list[requests.Response] = []
-    lock = threading.Lock()
-
-    def race(racer: Partner, placement: str) -> None:
-        barrier.wait()
-        response = racer.renew(tokens, placement=placement)
-        with lock:
-            results.append(response)
-
     placements = ["header", "query", "body"]
-    threads = [threading.Thread(target=race, args=(r, placements[i % 3])) for i, r in enumerate(racers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results = race([functools.partial(r.renew, tokens, placement=placements[i % 3])
+                    for i, r in enumerate(racers)])
     for r in racers:
         r.close()
-    assert len(results) == len(racers)
     winners = [r for r in results if r.status_code == 200]
     assert len(winners) == 1, sorted(r.text for r in results)
     for loser in results:
