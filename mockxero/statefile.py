@@ -225,6 +225,9 @@ class Snapshot:
     clock: ClockState = dataclasses.field(default_factory=ClockState)
     #: Runtime switches changed through the control API, or None when none was.
     switches: dict[str, Any] | None = None
+    #: What a full reset returns to (consumers, organisations and their
+    #: records; the rest empty), kept so that it is the same after a restart.
+    baseline: Snapshot | None = None
 
 
 # -- the record codec -----------------------------------------------------------
@@ -578,8 +581,20 @@ class StateFile:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('switches', ?)",
                            (json.dumps(dict(switches)),))
 
+    def put_baseline(self, baseline: Snapshot) -> None:
+        """Remember what a full reset returns to: its consumers, organisations
+        and records (one JSON text; it is written once, read at start)."""
+        text = dumps_record({
+            "consumers": [dataclasses.asdict(c) for c in baseline.consumers],
+            "organisations": [dataclasses.asdict(o) for o in baseline.organisations],
+            "records": baseline.records,
+        })
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('baseline', ?)", (text,))
+
     def reset(self, snapshot: Snapshot) -> None:
-        """Replace everything durable by ``snapshot``, in one transaction."""
+        """Replace everything durable by ``snapshot``, in one transaction
+        (the baseline and the certificates binding stay)."""
         with self.transaction() as db:
             for table in _STATE_TABLES:
                 db.execute(f"DELETE FROM {table}")
@@ -650,6 +665,17 @@ class StateFile:
         switches = db.execute("SELECT value FROM meta WHERE key='switches'").fetchone()
         if switches is not None:
             snap.switches = json.loads(switches[0])
+        baseline = db.execute("SELECT value FROM meta WHERE key='baseline'").fetchone()
+        if baseline is not None:
+            try:
+                data = loads_record(baseline[0])
+                snap.baseline = Snapshot(
+                    consumers=[ConsumerRow(**c) for c in data["consumers"]],
+                    organisations=[OrganisationRow(**o) for o in data["organisations"]],
+                    records=data["records"])
+            except (ValueError, TypeError, KeyError) as exc:
+                raise StateFileError(f"state file {self.path} is damaged: its baseline cannot be "
+                                     f"read ({exc})") from None
         return snap
 
     # -- closing -------------------------------------------------------------

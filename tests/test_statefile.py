@@ -3,6 +3,7 @@ file a user can hand it, a second process, and a SIGKILL mid-write."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -188,14 +189,20 @@ def test_retired_tokens_move_to_the_end_and_stay_bounded(path: Path) -> None:
             ("T6", "revoked")]
 
 
-def test_reset_replaces_everything_but_the_binding(path: Path) -> None:
+def test_reset_replaces_everything_but_the_binding_and_baseline(path: Path) -> None:
+    full = full_snapshot()
+    baseline = Snapshot(consumers=full.consumers, organisations=full.organisations, records=full.records)
     with open_file(path) as sf:
-        sf.reset(full_snapshot())
+        sf.put_baseline(baseline)
+        sf.reset(full)
         small = Snapshot(organisations=[organisation("org-9")], clock=ClockState(1.0, None))
         sf.reset(small)
-        assert sf.load() == small
+        assert sf.load() == dataclasses.replace(small, baseline=baseline)
     with open_file(path) as sf:
-        assert sf.load() == small
+        loaded = sf.load()
+    assert loaded == dataclasses.replace(small, baseline=baseline)
+    assert loaded.baseline is not None
+    assert list(loaded.baseline.records["org-1"]["Invoices"]["inv-1"]) == list(INVOICE)
     with pytest.raises(StateFileError, match="another certificates folder"):
         open_file(path, "b2" * 32)
 
