@@ -54,7 +54,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 #: The layout this module writes; a file with a higher number is refused.
 SCHEMA_VERSION = 1
@@ -204,6 +204,18 @@ class ClockState:
 
     offset: float = 0.0
     frozen_at: float | None = None
+
+
+_Row = TypeVar("_Row", ConsumerRow, OrganisationRow, ConnectionRow, RequestTokenRow)
+
+
+def row_of(row_type: type[_Row], obj: Any) -> _Row:
+    """The row of ``row_type`` with the same-named attributes of ``obj`` (a
+    store object): the store's hooks stay one line each."""
+    row = row_type(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(row_type)})
+    if isinstance(row, ConsumerRow):
+        row.client_certificates = dict(row.client_certificates)
+    return row
 
 
 #: organisation id → collection → record id → record, each level in order.
