@@ -65,7 +65,7 @@ _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE consumers (
     consumer_key TEXT PRIMARY KEY,
-    position INTEGER NOT NULL,
+    position INTEGER NOT NULL UNIQUE,
     consumer_secret TEXT NOT NULL,
     app_type TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -77,7 +77,7 @@ CREATE TABLE consumers (
 );
 CREATE TABLE organisations (
     organisation_id TEXT PRIMARY KEY,
-    position INTEGER NOT NULL,
+    position INTEGER NOT NULL UNIQUE,
     name TEXT NOT NULL,
     short_code TEXT NOT NULL,
     org_muid TEXT NOT NULL,
@@ -96,7 +96,7 @@ CREATE INDEX records_order ON records (organisation_id, collection, position);
 CREATE TABLE connections (
     consumer_key TEXT NOT NULL,
     organisation_id TEXT NOT NULL,
-    position INTEGER NOT NULL,
+    position INTEGER NOT NULL UNIQUE,
     session_handle TEXT NOT NULL UNIQUE,
     access_token TEXT NOT NULL UNIQUE,
     access_secret TEXT NOT NULL,
