@@ -84,6 +84,11 @@ CREATE TABLE organisations (
     country_code TEXT NOT NULL,
     base_currency TEXT NOT NULL
 );
+CREATE TABLE collections (  -- so an empty collection is still there
+    organisation_id TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    PRIMARY KEY (organisation_id, collection)
+);
 CREATE TABLE records (
     organisation_id TEXT NOT NULL,
     collection TEXT NOT NULL,
@@ -130,7 +135,7 @@ CREATE TABLE clock (
 """
 
 #: Tables holding the state itself (not ``meta``), emptied by ``reset``.
-_STATE_TABLES = ("consumers", "organisations", "records", "connections", "retired_tokens",
+_STATE_TABLES = ("consumers", "organisations", "collections", "records", "connections", "retired_tokens",
                  "request_tokens", "clock")
 
 
@@ -498,6 +503,7 @@ class StateFile:
         """The organisation and all its records."""
         with self.transaction() as db:
             db.execute("DELETE FROM records WHERE organisation_id=?", (organisation_id,))
+            db.execute("DELETE FROM collections WHERE organisation_id=?", (organisation_id,))
             db.execute("DELETE FROM organisations WHERE organisation_id=?", (organisation_id,))
 
     def put_records(self, organisation_id: str, collection: str,
@@ -507,6 +513,7 @@ class StateFile:
         collection, so it then holds exactly ``records_by_id``."""
         bodies = [(record_id, dumps_record(record)) for record_id, record in records_by_id.items()]
         with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO collections VALUES (?, ?)", (organisation_id, collection))
             if replace:
                 db.execute("DELETE FROM records WHERE organisation_id=? AND collection=?",
                            (organisation_id, collection))
@@ -521,7 +528,8 @@ class StateFile:
 
     def delete_records(self, organisation_id: str, collection: str,
                        record_ids: Iterable[str] | None = None) -> None:
-        """Those records, or (``record_ids`` None) the whole collection."""
+        """Those records, or (``record_ids`` None) all of them: the
+        collection stays, empty."""
         with self.transaction() as db:
             if record_ids is None:
                 db.execute("DELETE FROM records WHERE organisation_id=? AND collection=?",
@@ -653,6 +661,9 @@ class StateFile:
         for row in db.execute("SELECT organisation_id, name, short_code, org_muid, country_code,"
                               " base_currency FROM organisations ORDER BY position"):
             snap.organisations.append(OrganisationRow(*row))
+        for org_id, collection in db.execute("SELECT organisation_id, collection FROM collections"
+                                             " ORDER BY rowid"):
+            snap.records.setdefault(org_id, {})[collection] = {}
         for org_id, collection, record_id, body in db.execute(
                 "SELECT organisation_id, collection, record_id, body FROM records"
                 " ORDER BY organisation_id, collection, position"):

@@ -185,7 +185,9 @@ def test_records_update_in_place_append_replace_delete(path: Path) -> None:
         sf.put_records("o", "Invoices", {"z": {}, "x": {}}, replace=True)
         assert list(sf.load().records["o"]["Invoices"]) == ["z", "x"]
         sf.delete_records("o", "Invoices")
-        assert "Invoices" not in sf.load().records["o"]
+        assert sf.load().records["o"]["Invoices"] == {}  # empty, not gone
+        sf.put_records("o", "Payments", {})
+        assert list(sf.load().records["o"]) == ["Contacts", "Invoices", "Payments"]
         sf.put_organisation(organisation("o"))
         sf.delete_organisation("o")
         assert sf.load().records == {}
