@@ -51,7 +51,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -249,7 +249,8 @@ class Snapshot:
 
 # -- the record codec -----------------------------------------------------------
 # JSON, with the types JSON lacks written as one-key objects: {"$d": "1.50"}
-# (Decimal, exponent kept), {"$date": "2024-01-31"}, {"$dt": isoformat}. A
+# (Decimal, exponent kept), {"$date": "2024-01-31"}, {"$dt": isoformat} (or
+# [local isoformat, UTC offset in µs] for an offset with microseconds). A
 # record's own dict that happens to look like a tag is written as
 # {"$o": [[key, value], ...]}, so nothing a record holds can be misread.
 
@@ -263,6 +264,9 @@ def _encode(value: Any) -> Any:
     if isinstance(value, Decimal):
         return {_DECIMAL: str(value)}
     if isinstance(value, datetime):  # before date: a datetime is a date
+        offset = value.utcoffset()
+        if offset is not None and offset.microseconds:  # fromisoformat loses these (CPython 3.11)
+            return {_DATETIME: [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)]}
         return {_DATETIME: value.isoformat()}
     if isinstance(value, date):
         return {_DATE: value.isoformat()}
@@ -284,6 +288,10 @@ def _decode_object(obj: dict[str, Any]) -> Any:
         if tag == _DECIMAL:
             return Decimal(text)
         if tag == _DATETIME:
+            if isinstance(text, list):
+                local, offset = text
+                return datetime.fromisoformat(local).replace(
+                    tzinfo=timezone(timedelta(microseconds=offset)))
             return datetime.fromisoformat(text)
         if tag == _DATE:
             return date.fromisoformat(text)
