@@ -18,6 +18,7 @@ from . import api, control, flow
 from .context import CORE_KEY, consumer_key_hint
 from .core import MockCore
 from .problems import RATE_LIMIT_EXCEEDED, ClientCertificateRefused, OAuthProblem
+from .statefile import StateFileError
 
 log = logging.getLogger("mockxero")
 
@@ -91,6 +92,16 @@ def create_app(the_mock: MockCore) -> Flask:
         if request.path.startswith(CONTROL_PREFIX):
             response = control.json_error(exc.code or 500, exc.description or exc.name)
         return response
+
+    @app.errorhandler(StateFileError)
+    def _unwritable(exc: StateFileError) -> Response:
+        # The change was not made (the store writes the file first); say why.
+        log.error("state file: %s", exc)
+        g.internal_error = f"StateFileError: {exc}"
+        if request.path.startswith(CONTROL_PREFIX):
+            return control.json_error(503, str(exc))
+        return Response(f"mockxero cannot keep this change: {exc}\n", status=503,
+                        content_type="text/plain; charset=utf-8")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

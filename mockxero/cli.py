@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .certs import ALL_FILES, DEFAULT_HOSTNAMES, CertBundle, CertificatesError
 from .settings import Settings, SettingsError, parse_rate_limit
+from .statefile import StateFileError
 
 ENV_NOTE = ("Every option can also be set as a MOCKXERO_<NAME> environment variable "
             "(MOCKXERO_PORT=0, MOCKXERO_AUTO_APPROVE=true, MOCKXERO_RATE_LIMIT=off, ...); "
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8443; 0 picks a free one)")
     serve.add_argument("--certs", type=Path, help="certificates folder (default ./certs)")
+    serve.add_argument("--state", type=Path, metavar="FILE",
+                       help="keep consumers, organisations and their data, tokens and the clock in "
+                            "this SQLite file across restarts (default: memory only)")
     serve.add_argument("--hostname", action="append", dest="hostnames", metavar="NAME",
                        help="extra name for the server certificate (repeatable), e.g. a compose service name")
     serve.add_argument("--auto-approve", action="store_const", const=True, default=None,
@@ -92,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "certs":
             return _certs(args)
         return _serve(args)
-    except (SettingsError, CertificatesError) as exc:
+    except (SettingsError, CertificatesError, StateFileError) as exc:
         print(f"mockxero: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a certificates folder that cannot be read or written
@@ -119,7 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rate_limit = args.rate_limit
     settings = Settings.from_env(
-        host=args.host, port=args.port, certs=args.certs,
+        host=args.host, port=args.port, certs=args.certs, state=args.state,
         hostnames=tuple(args.hostnames) if args.hostnames else None,
         auto_approve=args.auto_approve, admin_token=args.admin_token,
         public_base_url=args.public_base_url,
@@ -146,13 +150,14 @@ def _serve(args: argparse.Namespace) -> int:
             why = ("the port is already in use (another mockxero?); pick another with --port, "
                    "or --port 0 for a free one")
         print(f"mockxero: cannot listen on {settings.host}:{settings.port}: {why}", file=sys.stderr)
+        mock.close()
         return 1
     print(banner(mock), flush=True)
     try:
         while not stop.wait(0.5):
             pass
     finally:
-        mock.stop()
+        mock.close()
         print("mockxero stopped", flush=True)
     return 0
 
@@ -179,6 +184,7 @@ def banner(mock: Any) -> str:
         f"  Control API      {url}/_mockxero/health"
         + ("   (admin token required)" if s.admin_token else ""),
         f"  Rate limit       {limit}",
+        f"  State            {s.state if s.state else 'in memory only (--state FILE keeps it)'}",
         "",
         "Next: sign a POST to /oauth/RequestToken with the key above, open the Authorize URL in",
         "a browser, then swap the verifier at /oauth/AccessToken. Quick check:",

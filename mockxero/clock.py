@@ -7,8 +7,10 @@ their real clock (SPEC.md §3.6)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 #: The clock stays within 1970..9000, where datetime and every lifetime
@@ -32,6 +34,33 @@ class MockClock:
         self._lock = threading.RLock()
         self._offset = 0.0
         self._frozen_at: float | None = None
+        self._depth = 0
+        #: Told (offset, frozen_at) after each move, under the clock's lock —
+        #: a combined ``change`` is one move. If it raises, the move is undone.
+        #: The state file uses it; None costs nothing.
+        self.on_change: Callable[[float, float | None], None] | None = None
+
+    @contextlib.contextmanager
+    def _moving(self) -> Iterator[None]:
+        with self._lock:
+            before = (self._offset, self._frozen_at)
+            self._depth += 1
+            try:
+                yield
+                after = (self._offset, self._frozen_at)
+                if self._depth == 1 and self.on_change is not None and after != before:
+                    self.on_change(*after)
+            except BaseException:
+                self._offset, self._frozen_at = before
+                raise
+            finally:
+                self._depth -= 1
+
+    def restore(self, offset: float, frozen_at: float | None) -> None:
+        """Where a state file says the clock was (no one is told)."""
+        with self._lock:
+            self._offset = offset
+            self._frozen_at = frozen_at
 
     def now(self) -> float:
         frozen = self._frozen_at
@@ -47,7 +76,7 @@ class MockClock:
         return self._frozen_at is not None
 
     def advance(self, seconds: float) -> float:
-        with self._lock:
+        with self._moving():
             _checked(self.now() + seconds)
             if self._frozen_at is not None:
                 self._frozen_at += seconds
@@ -56,7 +85,7 @@ class MockClock:
             return self.now()
 
     def set(self, epoch: float) -> float:
-        with self._lock:
+        with self._moving():
             _checked(epoch)
             if self._frozen_at is not None:
                 self._frozen_at = float(epoch)
@@ -69,7 +98,7 @@ class MockClock:
         """Several moves as one, all or nothing: ``reset``, then ``freeze``
         (True freezes, False lets it run), then ``set`` or ``advance``. The
         target is checked before anything moves."""
-        with self._lock:
+        with self._moving():
             base = time.time() if reset else self.now()
             _checked(set if set is not None else base + (advance or 0))
             if reset:
@@ -86,14 +115,14 @@ class MockClock:
 
     def freeze(self) -> float:
         """Stop the clock where it is; ``advance`` and ``set`` still move it."""
-        with self._lock:
+        with self._moving():
             if self._frozen_at is None:
                 self._frozen_at = time.time() + self._offset
             return self._frozen_at
 
     def unfreeze(self) -> float:
         """Let the clock run again from where it stands."""
-        with self._lock:
+        with self._moving():
             if self._frozen_at is not None:
                 self._offset = self._frozen_at - time.time()
                 self._frozen_at = None
@@ -101,7 +130,7 @@ class MockClock:
 
     def reset(self) -> float:
         """Back on real time."""
-        with self._lock:
+        with self._moving():
             self._offset = 0.0
             self._frozen_at = None
             return self.now()

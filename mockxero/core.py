@@ -31,6 +31,7 @@ from .clock import ClockError, MockClock
 from .oauth import OAuthVerifier
 from .operations import JSON, ControlError, check_arguments
 from .settings import Settings, SettingsError, parse_rate_limit
+from .statefile import StateFile
 from .store import (
     FAULT_KINDS,
     Consumer,
@@ -99,8 +100,41 @@ class MockCore:
                                       self.cert_checker)
         self._auto_approve = self.settings.auto_approve
         self._rate_limit = self.settings.rate_limit
-        self._seed()
-        self.store.mark_baseline()
+        self._state_file = self._open_state_file()
+        if self._state_file is None:
+            self._seed()
+            self.store.mark_baseline()
+
+    def _open_state_file(self) -> StateFile | None:
+        """With ``settings.state``: carry on from the file, or seed and fill
+        a new one; from then on every durable change (the clock's and the
+        runtime switches' too) is written through. Refusals are StateFileError."""
+        if self.settings.state is None:
+            return None
+        file = StateFile.open(self.settings.state, fingerprint(self.certs.client_ca_certificate))
+        try:
+            snapshot = file.load()
+            if snapshot.baseline is None:  # new
+                self._seed()
+                self.store.mark_baseline()
+                self.store.attach(file, None)
+            else:
+                self.store.attach(file, snapshot)
+                self._clock.restore(snapshot.clock.offset, snapshot.clock.frozen_at)
+                switches = snapshot.switches or {}
+                self._auto_approve = bool(switches.get("auto_approve", self._auto_approve))
+                limit = switches.get("rate_limit", self._rate_limit)
+                self._rate_limit = (int(limit[0]), int(limit[1])) if limit else None
+        except BaseException:
+            file.close()
+            raise
+        self._clock.on_change = self.store.save_clock
+        return file
+
+    def close(self) -> None:
+        """Let go of the state file (written through already, so nothing is lost)."""
+        if self._state_file is not None:
+            self._state_file.close()
 
     def _seed(self) -> None:
         for name, country, currency in DEMO_ORGANISATIONS:
@@ -222,13 +256,15 @@ class MockCore:
     def change_settings(self, auto_approve: bool | None = None, rate_limit: str | None = None) -> JSON:
         """The runtime switches: ``auto_approve`` and ``rate_limit``
         ("MINUTE/DAY" or "off"). A full reset puts both back."""
+        limit = self._rate_limit
         if rate_limit is not None:
             try:
-                self._rate_limit = parse_rate_limit(rate_limit)
+                limit = parse_rate_limit(rate_limit)
             except SettingsError as exc:
                 raise ControlError(str(exc)) from None
-        if auto_approve is not None:
-            self._auto_approve = auto_approve
+        approve = self._auto_approve if auto_approve is None else auto_approve
+        self.store.save_switches({"auto_approve": approve, "rate_limit": limit})
+        self._rate_limit, self._auto_approve = limit, approve
         return self.runtime_settings()
 
     @operation

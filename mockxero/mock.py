@@ -53,7 +53,12 @@ class MockXero(MockCore):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop serving and let go of the state file, if any."""
         self.stop()
+        super().close()
 
     @property
     def port(self) -> int:

@@ -49,6 +49,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8443
     certs: Path = Path("certs")
+    #: A SQLite file that keeps the durable state across restarts (None: memory only).
+    state: Path | None = None
     #: Extra names for the server certificate's SANs (container names, aliases).
     hostnames: tuple[str, ...] = ()
     #: Skip the consent page: Authorize redirects at once with the default organisation.
@@ -120,6 +122,8 @@ def _convert(name: str, raw: str) -> Any:
             return tuple(h.strip() for h in raw.split(",") if h.strip())
         if name == "certs":
             return Path(raw)
+        if name == "state":
+            return Path(raw) if raw else None
         if kind == "bool":
             return _parse_bool(raw)
         if kind == "int":

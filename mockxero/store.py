@@ -36,6 +36,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from . import statefile
+
 APP_TYPES = ("partner", "public", "private")
 MAX_REQUEST_TOKENS = 10000
 _ALPHABET = string.ascii_uppercase + string.digits
@@ -273,13 +275,17 @@ class Store:
         self._fault_seq = itertools.count(1)
         self._journal_changed = threading.Condition(self._lock)
         self._baseline: Durable | None = None
+        #: Every durable change is written here first (a no-op without a state file).
+        self._file = _WriteThrough(None, retired_size)
 
     # -- baseline and reset --------------------------------------------------
     def mark_baseline(self) -> None:
         """Remember the consumers and organisations (with their data) as the
         state ``reset`` returns to."""
         with self._lock:
-            self._baseline = self._durable.baseline()
+            baseline = self._durable.baseline()
+            self._file.baseline(baseline)
+            self._baseline = baseline
 
     def reset(self, consumer_key: str | None = None) -> None:
         """Everything back to the baseline; or, with ``consumer_key``, forget
@@ -288,7 +294,9 @@ class Store:
         with self._lock:
             eph = self._ephemeral
             if consumer_key is None:
-                self._durable = (self._baseline or Durable()).baseline()
+                durable = (self._baseline or Durable()).baseline()
+                self._file.reset(durable)
+                self._durable = durable
                 self._by_access_token.clear()
                 self._by_pair.clear()
                 self._ephemeral = Ephemeral(journal=deque(maxlen=self._journal_size))
@@ -296,9 +304,12 @@ class Store:
                 return
             self._require_consumer(consumer_key)
             tokens = self._durable.request_tokens
-            for token in [t for t, r in tokens.items() if r.consumer_key == consumer_key]:
+            dropped = [t for t, r in tokens.items() if r.consumer_key == consumer_key]
+            conns = [c for c in self._durable.connections.values() if c.consumer_key == consumer_key]
+            self._file.forget(dropped, conns)
+            for token in dropped:
                 del tokens[token]
-            for conn in [c for c in self._durable.connections.values() if c.consumer_key == consumer_key]:
+            for conn in conns:
                 self._drop_connection(conn, None)
             eph.nonces = {n for n in eph.nonces if n[0] != consumer_key}
             eph.nonce_expiry = [e for e in eph.nonce_expiry if e[1] != consumer_key]
@@ -317,6 +328,7 @@ class Store:
                 raise StoreError(f"consumer {consumer.consumer_key} already exists")
             if consumer.organisation_id is not None:
                 self.organisation(consumer.organisation_id)
+            self._file.consumer(consumer)
             self._durable.consumers[consumer.consumer_key] = consumer
             return consumer
 
@@ -324,6 +336,7 @@ class Store:
         """The consumer with ``changes`` (field → new value) applied."""
         with self._lock:
             consumer = dataclasses.replace(self._require_consumer(consumer_key), **changes)
+            self._file.consumer(consumer)
             self._durable.consumers[consumer_key] = consumer
             return consumer
 
@@ -362,6 +375,7 @@ class Store:
         with self._lock:
             if org.organisation_id in self._durable.organisations:
                 raise StoreError(f"organisation {org.organisation_id} already exists")
+            self._file.organisation(org, data)
             self._durable.organisations[org.organisation_id] = org
             self._durable.data[org.organisation_id] = {name: _published(records)
                                                        for name, records in data.items()}
@@ -413,6 +427,7 @@ class Store:
                 raise StoreError(f"no organisation {organisation_id!r}")
             if any(current.get(name, _EMPTY) is not seen.get(name, _EMPTY) for name in changed):
                 return False
+            self._file.collections(organisation_id, current, changed)
             for name, records in changed.items():  # handed over: the caller never touches them again
                 current[name] = MappingProxyType(records)
             return True
@@ -431,24 +446,27 @@ class Store:
     # -- request tokens --------------------------------------------------------
     def new_request_token(self, consumer_key: str, callback: str, expires_at: float) -> RequestToken:
         with self._lock:
-            self._prune_request_tokens()
             rt = RequestToken(new_token(), new_token(), consumer_key, callback, expires_at)
+            pruned = self._prunable_request_tokens()
+            self._file.request_token(rt, pruned)
+            for token in pruned:
+                del self._durable.request_tokens[token]
             self._durable.request_tokens[rt.token] = rt
             return rt
 
-    def _prune_request_tokens(self) -> None:
-        """Keep the dict bounded in long runs: past the limit, drop the
+    def _prunable_request_tokens(self) -> list[str]:
+        """What keeps the dict bounded in long runs: past the limit, the
         finished (used or denied) tokens, then the oldest half. Insertion
         order is age order, and expiry cannot be used because tests move the
         mock clock both ways."""
         tokens = self._durable.request_tokens
         if len(tokens) < MAX_REQUEST_TOKENS:
-            return
-        for token in [t for t, rt in tokens.items() if rt.state in ("used", "denied")]:
-            del tokens[token]
-        if len(tokens) >= MAX_REQUEST_TOKENS // 2:
-            for token in list(tokens)[: len(tokens) // 2]:
-                del tokens[token]
+            return []
+        finished = [t for t, rt in tokens.items() if rt.state in ("used", "denied")]
+        left = [t for t in tokens if tokens[t].state not in ("used", "denied")]
+        if len(left) >= MAX_REQUEST_TOKENS // 2:
+            return finished + left[: len(left) // 2]
+        return finished
 
     def request_token(self, token: str) -> RequestToken | None:
         return self._durable.request_tokens.get(token)
@@ -467,6 +485,7 @@ class Store:
                                          organisation_id=organisation_id)
             else:
                 rt = dataclasses.replace(rt, state="denied")
+            self._file.request_token(rt)
             self._durable.request_tokens[token] = rt
             return rt
 
@@ -477,7 +496,9 @@ class Store:
             rt = self._durable.request_tokens.get(token)
             if rt is None or rt.state != "authorized":
                 return False
-            self._durable.request_tokens[token] = dataclasses.replace(rt, state="used")
+            rt = dataclasses.replace(rt, state="used")
+            self._file.request_token(rt)
+            self._durable.request_tokens[token] = rt
             return True
 
     # -- connections -----------------------------------------------------------
@@ -487,8 +508,7 @@ class Store:
         organisation (Xero)."""
         with self._lock:
             old_handle = self._by_pair.get((consumer_key, organisation_id))
-            if old_handle is not None:
-                self._drop_connection(self._durable.connections[old_handle], RETIRED_REPLACED)
+            old = None if old_handle is None else self._durable.connections[old_handle]
             conn = Connection(
                 consumer_key=consumer_key,
                 organisation_id=organisation_id,
@@ -499,6 +519,9 @@ class Store:
                 authorization_expires_at=now + authorization_ttl,
                 created_at=now,
             )
+            self._file.connection(conn, old, RETIRED_REPLACED)
+            if old is not None:
+                self._drop_connection(old, RETIRED_REPLACED)
             self._put_connection(conn)
             return conn
 
@@ -524,10 +547,11 @@ class Store:
             conn = self.connection_for_token(presented_token)
             if conn is None:
                 return None
-            self._drop_connection(conn, RETIRED_SUPERSEDED)
             renewed = dataclasses.replace(
                 conn, access_token=new_token(), access_secret=new_token(), token_expires_at=now + token_ttl,
                 session_handle=new_token() if rotate_handle else conn.session_handle)
+            self._file.connection(renewed, conn, RETIRED_SUPERSEDED)
+            self._drop_connection(conn, RETIRED_SUPERSEDED)
             self._put_connection(renewed)
             return renewed
 
@@ -541,6 +565,7 @@ class Store:
     def revoke(self, token: str | None = None, session_handle: str | None = None) -> Connection:
         with self._lock:
             conn = self._find_connection(token, session_handle)
+            self._file.connection(None, conn, RETIRED_REVOKED)
             self._drop_connection(conn, RETIRED_REVOKED)
             return conn
 
@@ -548,6 +573,7 @@ class Store:
         with self._lock:
             conn = self._find_connection(token, session_handle)
             conn = dataclasses.replace(conn, token_expires_at=min(conn.token_expires_at, now))
+            self._file.connection(conn)
             self._durable.connections[conn.session_handle] = conn
             return conn
 
@@ -569,6 +595,37 @@ class Store:
             return [c for c in self._durable.connections.values()
                     if (consumer_key is None or c.consumer_key == consumer_key)
                     and (organisation_id is None or c.organisation_id == organisation_id)]
+
+    # -- the state file ----------------------------------------------------------
+    def attach(self, file: statefile.StateFile, snapshot: statefile.Snapshot | None) -> None:
+        """Write every durable change through to ``file`` from now on: first
+        the durable state of ``snapshot`` (what ``file`` held) replaces what
+        is in memory, or, without one, the file gets the current state and
+        baseline."""
+        with self._lock:
+            if snapshot is None or snapshot.baseline is None:
+                with file.transaction():
+                    file.reset(_snapshot(self._durable))
+                    file.put_baseline(_snapshot(self._baseline or self._durable.baseline()))
+                self._file = _WriteThrough(file, self._retired_size)
+                return
+            self._durable = _durable(snapshot)
+            self._baseline = _durable(snapshot.baseline)
+            self._by_access_token = {c.access_token: h for h, c in self._durable.connections.items()}
+            self._by_pair = {(c.consumer_key, c.organisation_id): h
+                             for h, c in self._durable.connections.items()}
+            self._file = _WriteThrough(file, self._retired_size)
+
+    def save_clock(self, offset: float, frozen_at: float | None) -> None:
+        """The mock clock moved (it lives in :mod:`mockxero.clock`; only its
+        durable copy goes through here)."""
+        with self._lock:
+            self._file.clock(offset, frozen_at)
+
+    def save_switches(self, switches: Mapping[str, Any] | None) -> None:
+        """The runtime switches changed (None: back on the settings)."""
+        with self._lock:
+            self._file.switches(switches)
 
     # -- nonces ----------------------------------------------------------------
     def nonce_seen(self, consumer_key: str, nonce: str) -> bool:
@@ -707,3 +764,115 @@ _EMPTY: Collection = MappingProxyType({})
 def _published(records: Mapping[str, Record] | Iterable[tuple[str, Record]]) -> Collection:
     """A collection as the store keeps it: its own read-only copy."""
     return MappingProxyType(OrderedDict(records))
+
+
+# -- write-through -----------------------------------------------------------------
+
+class _WriteThrough:
+    """Each durable change, written to the state file in one transaction
+    *before* the store makes it in memory, so a change that cannot be
+    written is not made (the caller gets the StateFileError). Without a file
+    every method does nothing."""
+
+    def __init__(self, file: statefile.StateFile | None, retired_size: int) -> None:
+        self.file = file
+        self.retired_size = retired_size
+
+    def consumer(self, consumer: Consumer) -> None:
+        if self.file is not None:
+            self.file.put_consumer(statefile.row_of(statefile.ConsumerRow, consumer))
+
+    def organisation(self, org: Organisation, data: Mapping[str, Collection]) -> None:
+        if self.file is not None:
+            with self.file.transaction():
+                self.file.put_organisation(statefile.row_of(statefile.OrganisationRow, org))
+                for name, records in data.items():
+                    self.file.put_records(org.organisation_id, name, records, replace=True)
+
+    def collections(self, organisation_id: str, current: Mapping[str, Collection],
+                    changed: Mapping[str, Collection]) -> None:
+        """Only what a save changed: records are never changed in place, so
+        a record that is not the same object is new or updated."""
+        if self.file is None:
+            return
+        with self.file.transaction():
+            for name, records in changed.items():
+                old = current.get(name, _EMPTY)
+                if list(records)[: len(old)] == list(old):  # appended and updated only
+                    fresh = {rid: r for rid, r in records.items() if old.get(rid) is not r}
+                    if fresh:
+                        self.file.put_records(organisation_id, name, fresh)
+                else:
+                    self.file.put_records(organisation_id, name, records, replace=True)
+
+    def request_token(self, rt: RequestToken, pruned: Iterable[str] = ()) -> None:
+        if self.file is not None:
+            with self.file.transaction():
+                self.file.delete_request_token(pruned)
+                self.file.put_request_token(statefile.row_of(statefile.RequestTokenRow, rt))
+
+    def connection(self, new: Connection | None, old: Connection | None = None,
+                   why: str | None = None) -> None:
+        """``old`` (if any) goes, retired for ``why``; ``new`` (if any) is stored."""
+        if self.file is None:
+            return
+        with self.file.transaction():
+            if old is not None:
+                self.file.delete_connection(old.session_handle)
+                if why is not None:
+                    self.file.retire_token(old.access_token, old.session_handle, why, self.retired_size)
+            if new is not None:
+                self.file.put_connection(statefile.row_of(statefile.ConnectionRow, new))
+
+    def forget(self, request_tokens: Iterable[str], connections: Iterable[Connection]) -> None:
+        if self.file is not None:
+            with self.file.transaction():
+                self.file.delete_request_token(request_tokens)
+                for conn in connections:
+                    self.file.delete_connection(conn.session_handle)
+
+    def reset(self, durable: Durable) -> None:
+        """Everything as ``durable``; the clock on real time, the switches
+        on the settings (what a full reset does)."""
+        if self.file is not None:
+            self.file.reset(_snapshot(durable))
+
+    def baseline(self, baseline: Durable) -> None:
+        if self.file is not None:
+            self.file.put_baseline(_snapshot(baseline))
+
+    def clock(self, offset: float, frozen_at: float | None) -> None:
+        if self.file is not None:
+            self.file.put_clock(statefile.ClockState(offset, frozen_at))
+
+    def switches(self, switches: Mapping[str, Any] | None) -> None:
+        if self.file is not None:
+            self.file.put_switches(switches)
+
+
+def _snapshot(durable: Durable) -> statefile.Snapshot:
+    return statefile.Snapshot(
+        consumers=[statefile.row_of(statefile.ConsumerRow, c) for c in durable.consumers.values()],
+        organisations=[statefile.row_of(statefile.OrganisationRow, o)
+                       for o in durable.organisations.values()],
+        records={org: {name: dict(records) for name, records in cols.items()}
+                 for org, cols in durable.data.items()},
+        connections=[statefile.row_of(statefile.ConnectionRow, c) for c in durable.connections.values()],
+        retired=[statefile.RetiredToken(token, handle, why)
+                 for token, (handle, why) in durable.retired.items()],
+        request_tokens=[statefile.row_of(statefile.RequestTokenRow, rt)
+                        for rt in durable.request_tokens.values()],
+    )
+
+
+def _durable(snapshot: statefile.Snapshot) -> Durable:
+    return Durable(
+        consumers={c.consumer_key: Consumer(**dataclasses.asdict(c)) for c in snapshot.consumers},
+        organisations={o.organisation_id: Organisation(**dataclasses.asdict(o))
+                       for o in snapshot.organisations},
+        data={org: {name: _published(records) for name, records in cols.items()}
+              for org, cols in snapshot.records.items()},
+        request_tokens={rt.token: RequestToken(**dataclasses.asdict(rt)) for rt in snapshot.request_tokens},
+        connections={c.session_handle: Connection(**dataclasses.asdict(c)) for c in snapshot.connections},
+        retired=OrderedDict((r.token, (r.session_handle, r.why)) for r in snapshot.retired),
+    )
