@@ -870,8 +870,9 @@ def _durable(snapshot: statefile.Snapshot) -> Durable:
         consumers={c.consumer_key: Consumer(**dataclasses.asdict(c)) for c in snapshot.consumers},
         organisations={o.organisation_id: Organisation(**dataclasses.asdict(o))
                        for o in snapshot.organisations},
-        data={org: {name: _published(records) for name, records in cols.items()}
-              for org, cols in snapshot.records.items()},
+        data={o.organisation_id: {name: _published(records)
+                                  for name, records in snapshot.records.get(o.organisation_id, {}).items()}
+              for o in snapshot.organisations},
         request_tokens={rt.token: RequestToken(**dataclasses.asdict(rt)) for rt in snapshot.request_tokens},
         connections={c.session_handle: Connection(**dataclasses.asdict(c)) for c in snapshot.connections},
         retired=OrderedDict((r.token, (r.session_handle, r.why)) for r in snapshot.retired),

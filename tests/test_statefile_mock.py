@@ -51,6 +51,7 @@ def test_a_restart_in_process_brings_everything_back(paths: dict[str, Path], fir
                                  organisation="Demo Company (AU)", name="Back office")
     org = first.add_organisation(name="Restart Ltd", short_code="!RST", country_code="GB",
                                  base_currency="GBP")
+    first.add_organisation(name="Empty Ltd", short_code="!EMP", seed_data=False)
     loaded = first.load_data(org="!RST", contacts=[{"Name": "Kept Contact", "EmailAddress": "k@kept.co"}])
     first.change_settings(auto_approve=True, rate_limit="7/70")
     pending = partner.get_request_token()
@@ -70,6 +71,8 @@ def test_a_restart_in_process_brings_everything_back(paths: dict[str, Path], fir
         assert private["consumer_key"] in {c["consumer_key"] for c in after["consumers"]}
         assert org["organisation_id"] in {o["organisation_id"] for o in after["organisations"]}
         assert loaded["Contacts"][0]["ContactID"] in {c["ContactID"] for c in after["data"]["Contacts"]}
+        second.load_data(org="!EMP", contacts=[{"Name": "First In"}])
+        assert [c["Name"] for c in second.data("!EMP")["Contacts"]] == ["First In"]
         partner = demo_partner(second)
         assert organisation_call(partner, tokens).status_code == 200
         # the pending request token too, on the restored (frozen) clock
