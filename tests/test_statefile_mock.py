@@ -23,8 +23,8 @@ def paths(tmp_path: Path) -> dict[str, Path]:
     return {"certs": tmp_path / "certs", "state": tmp_path / "state.sqlite"}
 
 
-def mock(paths: dict[str, Path], **settings: Any) -> MockXero:
-    return MockXero(port=0, certs=paths["certs"], state=paths["state"], rate_limit=None, **settings)
+def mock(paths: dict[str, Path], port: int = 0, **settings: Any) -> MockXero:
+    return MockXero(port=port, certs=paths["certs"], state=paths["state"], rate_limit=None, **settings)
 
 
 @pytest.fixture
@@ -189,3 +189,27 @@ def test_the_file_holds_what_the_api_wrote(paths: dict[str, Path], first: MockXe
     assert sum('"Written Through"' in b for b in bodies) == 1
     partner.close()
 
+
+
+def test_replay_protection_does_not_outlive_a_restart(paths: dict[str, Path], first: MockXero) -> None:
+    """As docs/decisions.md says: nonces are not kept, so a request signed
+    before a restart is taken once more after it (within its timestamp
+    window), while its token's fate (here: still current) is kept."""
+    partner = demo_partner(first)
+    tokens = partner.connect()
+    signed = requests.Request("GET", first.url + "/api.xro/2.0/Organisation",
+                              auth=partner.auth(tokens.oauth_token, tokens.oauth_token_secret)).prepare()
+    assert partner.session.send(signed).status_code == 200
+    assert problem_of(partner.session.send(signed))["oauth_problem"] == "nonce_used"
+    partner.close()
+    port = first.port  # the signature covers it
+    first.close()
+
+    second = mock(paths, port=port).start()
+    try:
+        partner = demo_partner(second)
+        assert partner.session.send(signed).status_code == 200
+        assert problem_of(partner.session.send(signed))["oauth_problem"] == "nonce_used"
+        partner.close()
+    finally:
+        second.close()
