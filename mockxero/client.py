@@ -163,7 +163,8 @@ class _ContextAdapter(requests.adapters.HTTPAdapter):
     def __init__(self, context: ssl.SSLContext, verify: bool) -> None:
         self._context = context
         self._cert_reqs = "CERT_REQUIRED" if verify else "CERT_NONE"
-        super().__init__()
+        # Threads share a client: keep a connection for each of up to 32.
+        super().__init__(pool_maxsize=32)
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None,
@@ -357,10 +358,13 @@ class PartnerClient:
             error = error_from_response(response)
             if isinstance(error, TokenExpired):
                 response = self._signed(method, url_path, self._renew_if_still(tokens), headers, kwargs)
-            elif isinstance(error, TokenRejected) and self._tokens is not tokens:
-                # Another thread renewed while this call was under way: the
-                # token it carried was superseded, not revoked.
-                response = self._signed(method, url_path, self._current(), headers, kwargs)
+            elif isinstance(error, TokenRejected):
+                # Another thread's renewal may have superseded the token this
+                # call carried; the lock waits for one still under way.
+                with self._lock:
+                    current = self._current()
+                if current is not tokens:
+                    response = self._signed(method, url_path, current, headers, kwargs)
         if response.status_code >= 400:
             raise error_from_response(response)
         if "json" in response.headers.get("Content-Type", ""):
