@@ -305,6 +305,7 @@ def run(server: str | None = None, certs: Path | None = None, browser: bool = Fa
 
 
 def _tell(url: str, certs: Path, browser: bool, out: TextIO) -> int:
+    _consumer(certs)  # the certificates first: without the CA the control API cannot be reached
     control = Control(url, certs / "ca.pem", os.environ.get(ADMIN_TOKEN_ENV))
     try:
         control.call("GET", "/health")
