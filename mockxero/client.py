@@ -137,7 +137,14 @@ class Tokens:
         if not isinstance(data, dict):
             raise ValueError("saved tokens must be a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        try:
+            tokens = cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:  # a required field missing
+            raise ValueError(f"saved tokens: {exc}") from None
+        if not (isinstance(tokens.token, str) and isinstance(tokens.secret, str)
+                and isinstance(tokens.expires_at, (int, float))):
+            raise ValueError("saved tokens need token and secret (text) and expires_at (epoch seconds)")
+        return tokens
 
 
 class _SessionClient(oauthlib.oauth1.Client):  # type: ignore[misc]
@@ -264,6 +271,11 @@ class PartnerClient:
     the client's lock, so saves arrive in order); an exception from it
     reaches the caller, because tokens that were not saved are lost when the
     old ones stop working.
+
+    ``verify`` works as in requests (True: the CAs requests trusts; a path:
+    that CA file or folder; False: no check) but is fixed when the client
+    is made: ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE`` can neither
+    replace nor extend it.
     """
 
     #: Renew this many seconds before the access token expires.
@@ -349,7 +361,10 @@ class PartnerClient:
         caller asked for another type with an ``Accept`` header). Keyword
         arguments go to requests (``params``, ``json``, ``headers``, ``data``)."""
         headers = {"Accept": "application/json", **(kwargs.pop("headers", None) or {})}
-        url_path = path if path.lower().startswith(API_PATH) else API_PATH + path.lstrip("/")
+        relative = path.lstrip("/")
+        if relative.lower().startswith(API_PATH.lstrip("/")):
+            relative = relative[len(API_PATH) - 1:]
+        url_path = API_PATH + relative
         tokens = self._current()
         if self._due(tokens):
             tokens = self._renew_if_still(tokens)

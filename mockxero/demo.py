@@ -309,7 +309,10 @@ def _tell(url: str, certs: Path, browser: bool, out: TextIO) -> int:
     control = Control(url, certs / "ca.pem", os.environ.get(ADMIN_TOKEN_ENV))
     try:
         control.call("GET", "/health")
-        story = Story(url, certs, control, out, browser)
+        try:
+            story = Story(url, certs, control, out, browser)
+        except (ValueError, TypeError, OSError) as exc:  # an unreadable key or .p12, a wrong password
+            raise SetupError(f"cannot load the application's keys from {certs}: {exc}") from None
         print(f"mockxero demo: a Xero partner application's life, against {url} "
               "(a mock: nothing reaches the real Xero)", file=out, flush=True)
         try:

@@ -66,6 +66,9 @@ def test_the_dance_then_reads_and_writes(xero: MockXero, make_client: MakeClient
     assert any(c["EmailAddress"] == "a@example.com" for c in xero.data(org.short_code)["Contacts"]
                if c["ContactID"] == contact["ContactID"])
 
+    for spelling in ("api.xro/2.0/Organisation", "/Organisation", "/API.XRO/2.0/Organisation"):
+        assert client.get(spelling)["Organisations"] == organisation["Organisations"]
+    assert [e["path"] for e in xero.journal()[-3:]] == ["/api.xro/2.0/Organisation"] * 3
     xml = client.get("/api.xro/2.0/Contacts", headers={"Accept": "text/xml"})
     assert isinstance(xml, str) and xml.startswith("<Response")
     assert [p for _, p, status, _ in journal_paths(xero) if status != 200] == []
@@ -109,6 +112,10 @@ def test_tokens_json_round_trip_and_refusals() -> None:
         Tokens.from_json("[1, 2]")
     with pytest.raises(ValueError):
         Tokens.from_json("not json")
+    with pytest.raises(ValueError, match="saved tokens"):
+        Tokens.from_json('{"token": "T"}')
+    with pytest.raises(ValueError, match="expires_at"):
+        Tokens.from_json('{"token": "T", "secret": "S", "session_handle": null, "expires_at": "soon"}')
 
 
 def test_p12_bundle_works_and_leaves_no_key_on_disk(xero: MockXero, make_client: MakeClient,
