@@ -71,11 +71,12 @@ def test_demo_starts_its_own_mock(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_in_process_with_a_certs_folder(tmp_path: Path) -> None:
-    certs = tmp_path / "certs"
-    result = run_cli("demo", "--certs", str(certs))
+def test_demo_in_process_with_a_certs_folder(certs_dir: Path) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in certs_dir.iterdir()}
+    result = run_cli("demo", "--certs", str(certs_dir))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (certs / "entrust-client.p12").exists()
+    assert f"(certificates in {certs_dir})" in result.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in certs_dir.iterdir()} == before  # used, not rewritten
 
 
 def test_demo_exits_1_when_a_step_does_not_go_as_xero_would(xero: MockXero, certs_dir: Path) -> None:
