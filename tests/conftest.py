@@ -34,7 +34,7 @@ def xero(xero_server: MockXero) -> MockXero:
 
 @pytest.fixture
 def client_cert(xero: MockXero) -> tuple[str, str]:
-    return (str(xero.certs.path("entrust-cert.pem")), str(xero.certs.path("entrust-private-nopass.pem")))
+    return xero.client_cert
 
 
 @pytest.fixture
@@ -66,6 +66,6 @@ def anonymous(xero: MockXero) -> Iterator[requests.Session]:
     certificate, signs nothing."""
     s = requests.Session()
     s.trust_env = False
-    s.verify = str(xero.certs.path("ca.pem"))
+    s.verify = str(xero.ca_path)
     yield s
     s.close()

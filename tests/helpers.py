@@ -70,7 +70,7 @@ class Control:
         self.xero = xero
         self.session = requests.Session()
         self.session.trust_env = False
-        self.session.verify = str(xero.certs.path("ca.pem"))
+        self.session.verify = str(xero.ca_path)
         if admin_token is not None:
             self.session.headers["Authorization"] = f"Bearer {admin_token}"
 
@@ -121,7 +121,7 @@ class Partner:
         self.signature_method = signature_method
         self.session = requests.Session()
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-        self.session.verify = str(xero.certs.path("ca.pem"))
+        self.session.verify = str(xero.ca_path)
         self.session.cert = cert
 
     def close(self) -> None:

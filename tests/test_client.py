@@ -41,11 +41,11 @@ def test_the_dance_then_reads_and_writes(xero: MockXero, make_client: MakeClient
     assert client.tokens is None
 
     org = xero.organisations()[1]
-    decision = xero.authorize(request_token.token, org=org.short_code)
+    decision = xero.authorize(request_token.token, org=org["short_code"])
     tokens = client.fetch_access_token(request_token, decision["oauth_verifier"])
 
     assert saved == [tokens] and client.tokens == tokens
-    assert tokens.org == org.org_muid  # the xero_org_muid of the organisation the user picked
+    assert tokens.org == org["org_muid"]  # the xero_org_muid of the organisation the user picked
     assert tokens.session_handle and tokens.token != request_token.token
     assert 1800 - 60 < tokens.expires_at - time.time() <= 1800
     assert tokens.authorization_expires_at is not None
@@ -53,7 +53,7 @@ def test_the_dance_then_reads_and_writes(xero: MockXero, make_client: MakeClient
 
     organisation = client.get("Organisation")
     assert organisation["Status"] == "OK"
-    assert organisation["Organisations"][0]["Name"] == org.name
+    assert organisation["Organisations"][0]["Name"] == org["name"]
 
     created = client.put("Contacts", json={"Contacts": [{"Name": "Client Test Ltd"}]})
     contact = created["Contacts"][0]
@@ -63,7 +63,7 @@ def test_the_dance_then_reads_and_writes(xero: MockXero, make_client: MakeClient
     updated = client.post(f"Contacts/{contact['ContactID']}",
                           json={"ContactID": contact["ContactID"], "EmailAddress": "a@example.com"})
     assert updated["Contacts"][0]["EmailAddress"] == "a@example.com"
-    assert any(c["EmailAddress"] == "a@example.com" for c in xero.data(org.short_code)["Contacts"]
+    assert any(c["EmailAddress"] == "a@example.com" for c in xero.data(org["short_code"])["Contacts"]
                if c["ContactID"] == contact["ContactID"])
 
     for spelling in ("api.xro/2.0/Organisation", "/Organisation", "/API.XRO/2.0/Organisation"):

@@ -85,7 +85,7 @@ def test_wrong_verifier(xero: MockXero, make_client: MakeClient) -> None:
 def test_authorisation_over_after_a_year(xero: MockXero, make_client: MakeClient) -> None:
     client = make_client()
     connect(xero, client)
-    xero.clock.advance(31536000 + 1)
+    xero.advance(31536000 + 1)
     with pytest.raises(PermissionDenied):
         client.get("Contacts")  # token_expired, then the renewal is refused: raised, not looped
     with pytest.raises(PermissionDenied):
@@ -118,7 +118,7 @@ def test_client_certificate_from_another_ca(xero: MockXero, make_client: MakeCli
 def test_rate_limited_minute(xero: MockXero, make_client: MakeClient) -> None:
     client = make_client()
     connect(xero, client)
-    xero.rate_limit = (1, 5000)
+    xero.change_settings(rate_limit="1/5000")
     client.get("Organisation")
     with pytest.raises(RateLimited) as caught:
         client.get("Organisation")

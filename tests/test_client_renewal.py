@@ -68,7 +68,7 @@ def test_reactive_renewal_after_token_expired(xero: MockXero, make_client: MakeC
     saved: list[Tokens] = []
     client = make_client(on_token_update=saved.append)
     tokens = connect(xero, client)
-    xero.clock.advance(1801)  # the mock's clock: this machine's still thinks the token is fresh
+    xero.advance(1801)  # the mock's clock: this machine's still thinks the token is fresh
     mark = xero.journal()[-1]["id"]
 
     assert client.get("Contacts")["Contacts"]
@@ -81,7 +81,7 @@ def test_reactive_renewal_after_token_expired(xero: MockXero, make_client: MakeC
 def test_a_put_is_retried_with_its_body(xero: MockXero, make_client: MakeClient) -> None:
     client = make_client()
     connect(xero, client)
-    xero.clock.advance(1801)
+    xero.advance(1801)
     created = client.put("Contacts", json={"Name": "Retried Ltd"})
     assert created["Contacts"][0]["Name"] == "Retried Ltd"
     names = [c["Name"] for c in xero.data()["Contacts"]]
@@ -106,7 +106,7 @@ def test_many_threads_renew_once_reactively(xero: MockXero, make_client: MakeCli
     client = make_client(on_token_update=saved.append)
     connect(xero, client)
     before = len(renewals(xero))
-    xero.clock.advance(1801)
+    xero.advance(1801)
 
     results = in_threads(12, lambda: client.get("Contacts"))
 
@@ -181,7 +181,7 @@ def test_revoked_while_due_many_threads_one_attempt(xero: MockXero, make_client:
 def test_revoked_after_expiry_reactive_path_one_attempt(xero: MockXero, make_client: MakeClient) -> None:
     client = make_client()
     tokens = connect(xero, client)
-    xero.clock.advance(1801)
+    xero.advance(1801)
     xero.add_fault(kind="problem", path=ACCESS, problem="token_rejected")  # revoked as it renews
     mark = xero.journal()[-1]["id"]
     with pytest.raises(TokenRejected):

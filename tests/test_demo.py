@@ -35,7 +35,7 @@ sys.exit(0 if done.status_code == 200 and "back to the terminal" in done.text el
 
 
 def test_demo_against_a_running_mock(xero: MockXero, certs_dir: Path) -> None:
-    before = xero.clock.state()["offset"]
+    before = xero.clock()["offset"]
     result = run_cli("demo", "--server", xero.url, "--certs", str(certs_dir))
     assert result.returncode == 0, result.stdout + result.stderr
     assert DONE in result.stdout and result.stderr == ""
@@ -57,7 +57,7 @@ def test_demo_against_a_running_mock(xero: MockXero, certs_dir: Path) -> None:
         ("GET", api, 401, "token_rejected"),
     ]
     assert xero.connections() == []  # revoked
-    assert abs(xero.clock.state()["offset"] - before) < 5  # the shared clock put back
+    assert abs(xero.clock()["offset"] - before) < 5  # the shared clock put back
 
 
 def test_demo_starts_its_own_mock(tmp_path: Path) -> None:
@@ -80,13 +80,13 @@ def test_demo_in_process_with_a_certs_folder(certs_dir: Path) -> None:
 
 
 def test_demo_exits_1_when_a_step_does_not_go_as_xero_would(xero: MockXero, certs_dir: Path) -> None:
-    xero.rate_limit = (100, 2)  # step 4 uses the day's two calls; step 6 is refused
+    xero.change_settings(rate_limit="100/2")  # step 4 uses the day's two calls; step 6 is refused
     result = run_cli("demo", "--server", xero.url, "--certs", str(certs_dir))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED: RateLimited" in result.stdout
     assert "Step 6 did not behave as Xero would." in result.stdout
     assert DONE not in result.stdout
-    assert abs(xero.clock.state()["offset"]) < 5
+    assert abs(xero.clock()["offset"]) < 5
 
 
 def test_demo_with_an_admin_token(certs_dir: Path) -> None:

@@ -249,13 +249,13 @@ def test_non_numeric_timestamp(partner: Partner, timestamp: str) -> None:
 
 
 def test_the_mock_clock_does_not_move_the_timestamp_window(xero: MockXero, partner: Partner) -> None:
-    xero.clock.advance(10 * 86400)
+    xero.advance(10 * 86400)
     assert_form_success(request_token(partner))  # signed with the real clock: fine
-    mock_now = str(int(xero.clock.now()))
+    mock_now = str(int(xero.now()))
     assert_problem(request_token(partner, timestamp=mock_now), 401, "timestamp_refused")
-    xero.clock.set(time.time() - 10 * 86400)
+    xero.move_clock(set=time.time() - 10 * 86400)
     assert_form_success(request_token(partner))
-    assert_problem(request_token(partner, timestamp=str(int(xero.clock.now()))), 401, "timestamp_refused")
+    assert_problem(request_token(partner, timestamp=str(int(xero.now()))), 401, "timestamp_refused")
 
 
 # -- 7. nonce ---------------------------------------------------------------------------------
@@ -291,34 +291,34 @@ def test_nonce_is_remembered_until_its_timestamp_leaves_the_window(xero: MockXer
     before = xero.store.nonce_count()
     assert_form_success(request_token(partner, nonce=nonce, timestamp=str(timestamp)))
     assert xero.store.nonce_count() == before + 1
-    forget_at = {n: at for at, _, n in xero.store._nonce_expiry}[nonce]
-    assert forget_at == timestamp + xero.settings.timestamp_past + 1
+    assert xero.store.nonce_forget_at(xero.certs.consumer_key, nonce) == (
+        timestamp + xero.settings.timestamp_past + 1)
 
 
 def test_store_forgets_nonces_after_their_window() -> None:
     store = Store()
     now = time.time()
-    assert store.remember_nonce("K", "old", now - 1)
+    assert store.remember_nonce("K", "old", now + 10, now)
+    assert not store.remember_nonce("K", "old", now + 10, now + 9.9)  # still inside its window
     assert store.nonce_count() == 1
-    # the next remember prunes everything whose window has passed
-    assert store.remember_nonce("K", "new", now + 600)
+    # the next remember after its window prunes it
+    assert store.remember_nonce("K", "new", now + 600, now + 10)
     assert store.nonce_count() == 1
     assert not store.nonce_seen("K", "old")
-    assert store.remember_nonce("K", "old", now + 600)  # usable again
-    assert not store.remember_nonce("K", "new", now + 600)
+    assert store.remember_nonce("K", "old", now + 600, now + 10)  # usable again
+    assert not store.remember_nonce("K", "new", now + 600, now + 10)
     assert store.nonce_count() == 2
 
 
 def test_store_nonce_memory_stays_bounded() -> None:
     store = Store()
-    past = time.time() - 1
+    now = time.time()
     for i in range(5000):
-        assert store.remember_nonce("K", f"n{i}", past)
+        assert store.remember_nonce("K", f"n{i}", now + i, now + i)  # each window over by the next
         assert store.nonce_count() <= 1
-    assert len(store._nonce_expiry) <= 1
-    future = time.time() + 600
+    later = now + 5000
     for i in range(100):
-        store.remember_nonce("K", f"f{i}", future)
+        store.remember_nonce("K", f"f{i}", later + 600, later)
     assert store.nonce_count() == 100
 
 
@@ -328,7 +328,9 @@ def test_small_window_setting_through_the_verifier(xero: MockXero) -> None:
     settings = Settings(timestamp_past=5, timestamp_future=5)
     store = Store()
     store.add_consumer(Consumer("CK", "CS", app_type="public", require_client_cert=False))
-    verifier = OAuthVerifier(store, settings, xero.clock.now_datetime, xero.cert_checker)
+    real = [time.time()]
+    verifier = OAuthVerifier(store, settings, xero.verifier.mock_now, xero.cert_checker,
+                             real_now=lambda: real[0])
     uri = "https://mock.test:8443/oauth/RequestToken"
 
     def signed(timestamp: int, nonce: str) -> SignedRequest:
@@ -336,9 +338,9 @@ def test_small_window_setting_through_the_verifier(xero: MockXero) -> None:
         _, headers, _ = client.sign(uri, "POST")
         return SignedRequest("POST", uri, authorization=headers["Authorization"])
 
-    now = int(time.time())
+    now = int(real[0])
     assert verifier.verify(signed(now, "A")).consumer_key == "CK"
-    assert [(at, n) for at, _, n in store._nonce_expiry] == [(now + 6, "A")]
+    assert store.nonce_forget_at("CK", "A") == now + 6
     with pytest.raises(OAuthProblem) as replay:
         verifier.verify(signed(now, "A"))
     assert replay.value.problem == "nonce_used"
@@ -346,10 +348,10 @@ def test_small_window_setting_through_the_verifier(xero: MockXero) -> None:
         verifier.verify(signed(now - 7, "A"))
     assert old.value.problem == "timestamp_refused"
     # once its window has passed, the next request prunes it
-    store.remember_nonce("CK", "B", now + 600)
+    store.remember_nonce("CK", "B", now + 600, real[0])
     assert store.nonce_count() == 2
-    store._nonce_expiry[0] = (time.time() - 1, "CK", "A")  # as if 6 s had gone by
-    assert verifier.verify(signed(now, "C")) is not None
+    real[0] = now + 6  # 6 s later: A's window has passed
+    assert verifier.verify(signed(now + 6, "C")) is not None
     assert not store.nonce_seen("CK", "A") and store.nonce_count() == 2
 
 
@@ -424,7 +426,7 @@ def test_expired_application_certificate(xero: MockXero, control: Control,
     p = Partner(xero, data["consumer_key"], data["consumer_secret"], rsa_key=key_pem(key), cert=client_cert)
     try:
         assert_form_success(request_token(p))
-        xero.clock.advance(2 * 86400)
+        xero.advance(2 * 86400)
         response = request_token(p)
         body = assert_problem(response, 401, "signature_invalid")
         assert "expired" in body["oauth_problem_advice"]
