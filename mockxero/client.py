@@ -416,7 +416,8 @@ class PartnerClient:
     def _renew_locked(self, tokens: Tokens) -> Tokens:
         refused = self._refused
         if refused is not None and refused[0] == tokens.token:
-            raise refused[1]
+            earlier = refused[1]  # a fresh exception per caller: threads must not share a traceback
+            raise type(earlier)(earlier.status, earlier.problem, earlier.advice, earlier.response)
         if not tokens.session_handle:
             raise RuntimeError("these tokens have no session handle: they cannot be renewed")
         started = time.time()
@@ -468,8 +469,8 @@ class PartnerClient:
               **kwargs: Any) -> requests.Response:
         # verify on every request: requests replaces a Session's verify with
         # REQUESTS_CA_BUNDLE when that is set. The adapter ignores it anyway.
-        kwargs.pop("verify", None)
-        kwargs.pop("cert", None)
+        if "verify" in kwargs or "cert" in kwargs:
+            raise TypeError("verify and the client certificate are fixed when the PartnerClient is made")
         response = self.session.request(method, self.base_url + path, auth=auth, verify=self.verify,
                                         timeout=kwargs.pop("timeout", self.timeout), **kwargs)
         if check and response.status_code != 200:
