@@ -40,7 +40,7 @@ def test_demo_against_a_running_mock(xero: MockXero, certs_dir: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert DONE in result.stdout and result.stderr == ""
     for step in ("Request token", "Authorize", "Access token", "API call", "Time passes",
-                 "renews by itself", "disconnects"):
+                 "renews by itself", "Xero said token_expired; the client renewed once", "disconnects"):
         assert step in result.stdout
 
     # What the mock saw is the story told.
@@ -87,6 +87,23 @@ def test_demo_exits_1_when_a_step_does_not_go_as_xero_would(xero: MockXero, cert
     assert "Step 6 did not behave as Xero would." in result.stdout
     assert DONE not in result.stdout
     assert abs(xero.clock()["offset"]) < 5
+
+
+def test_demo_with_another_token_lifetime(certs_dir: Path) -> None:
+    with MockXero(port=0, certs=certs_dir, access_token_ttl=120) as short:
+        result = run_cli("demo", "--server", short.url, "--certs", str(certs_dir))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "valid for 2 minutes (this mock is set so; Xero gave 30)" in result.stdout
+        assert "clock moves 3 minutes on" in result.stdout
+        assert "renewed before the call" in result.stdout  # 2 minutes: inside the client's margin
+        assert DONE in result.stdout
+
+
+def test_demo_help_names_its_options() -> None:
+    result = run_cli("demo", "--help")
+    assert result.returncode == 0
+    for option in ("--server", "--certs", "--browser", "MOCKXERO_ADMIN_TOKEN"):
+        assert option in result.stdout
 
 
 def test_demo_with_an_admin_token(certs_dir: Path) -> None:
