@@ -262,6 +262,7 @@ class PartnerClient:
 
     Thread-safe: threads may share a client. Renewal happens inside the
     calls — proactively ``renew_margin`` seconds before the token's expiry
+    (at most a quarter of its lifetime, for a mock set to short tokens)
     (on this machine's clock) and, if Xero still answers ``token_expired``,
     once more with the call retried once — and exactly once however many
     threads find the token stale together. A revoked connection raises
@@ -305,6 +306,8 @@ class PartnerClient:
         self.timeout = timeout
         self.on_token_update = on_token_update
         self._tokens = tokens
+        #: How long before expiry the current tokens are renewed.
+        self._margin = self.renew_margin
         self._lock = threading.Lock()
         #: The token whose renewal Xero refused, and how: later callers holding
         #: the same token get the same error without asking again.
@@ -403,7 +406,7 @@ class PartnerClient:
         return tokens
 
     def _due(self, tokens: Tokens) -> bool:
-        return time.time() >= tokens.expires_at - self.renew_margin
+        return time.time() >= tokens.expires_at - self._margin
 
     def _renew_if_still(self, seen: Tokens) -> Tokens:
         """Renew unless another thread already did since ``seen`` was read."""
@@ -432,6 +435,7 @@ class PartnerClient:
 
     def _store(self, tokens: Tokens) -> Tokens:
         self._tokens = tokens
+        self._margin = min(self.renew_margin, (tokens.expires_at - time.time()) / 4)
         if self.on_token_update is not None:
             self.on_token_update(tokens)
         return tokens

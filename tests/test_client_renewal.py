@@ -8,6 +8,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,6 +77,19 @@ def test_reactive_renewal_after_token_expired(xero: MockXero, make_client: MakeC
     assert journal_paths(xero, since=mark) == [
         ("GET", API, 401, "token_expired"), ("POST", ACCESS, 200, None), ("GET", API, 200, None)]
     assert len(saved) == 2 and saved[-1].token != tokens.token
+
+
+def test_short_tokens_are_not_renewed_on_every_call(certs_dir: Path) -> None:
+    # A mock set to 2-minute tokens: the client's 2-minute margin shrinks to a quarter of that.
+    with MockXero(port=0, certs=certs_dir, access_token_ttl=120) as short:
+        client = PartnerClient(short.certs.consumer_key, short.certs.application_key,
+                               client_cert=short.client_cert, verify=str(short.ca_path), base_url=short.url)
+        tokens = connect(short, client)
+        for _ in range(3):
+            client.get("Organisation")
+        assert client.tokens == tokens
+        assert len(renewals(short)) == 1  # the exchange only
+        client.close()
 
 
 def test_a_put_is_retried_with_its_body(xero: MockXero, make_client: MakeClient) -> None:
