@@ -149,7 +149,7 @@ class Tokens:
 
 class _SessionClient(oauthlib.oauth1.Client):  # type: ignore[misc]
     """oauthlib's Client with ``oauth_session_handle`` among the protocol
-    parameters (OAuth Session 1.0 §4.1), so oauthlib signs it and it travels
+    parameters (the OAuth Session extension), so oauthlib signs it and it travels
     in the Authorization header, never in a URL that ends up in logs."""
 
     session_handle: str | None = None
