@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -96,13 +97,14 @@ def create_app(the_mock: MockCore) -> Flask:
     def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.path)
         g.internal_error = f"{type(exc).__name__}: {exc}"
+        g.traceback = traceback.format_exc()
         return Response(f"mockxero internal error: {type(exc).__name__}: {exc}\n", status=500,
                         content_type="text/plain; charset=utf-8")
 
     @app.after_request
     def _journal(response: Response) -> Response:
-        if request.path.startswith(CONTROL_PREFIX):
-            return response
+        if request.path.startswith(CONTROL_PREFIX) and not g.get("internal_error"):
+            return response  # the control API's own calls are not the user's traffic
         problem = g.get("problem")
         entry: dict[str, Any] = {
             "time": time.time(),
@@ -120,7 +122,9 @@ def create_app(the_mock: MockCore) -> Flask:
         if g.get("fault") is not None:
             entry["fault"] = g.fault
         if g.get("internal_error"):
+            # A bug of the mock's: the test that caused it should fail with this.
             entry["error"] = g.internal_error
+            entry["traceback"] = g.traceback
         the_mock.store.record(entry)
         return response
 

@@ -24,7 +24,7 @@ QUERY = oauthlib.oauth1.SIGNATURE_TYPE_QUERY
 BODY = oauthlib.oauth1.SIGNATURE_TYPE_BODY
 
 
-class ExtraParamsClient(oauthlib.oauth1.Client):
+class ExtraParamsClient(oauthlib.oauth1.Client):  # type: ignore[misc]
     """oauthlib's Client, able to put more oauth_* parameters (such as
     oauth_session_handle) among the signed protocol parameters, wherever the
     signature type puts them."""

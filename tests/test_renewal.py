@@ -197,7 +197,7 @@ def test_revoked_from_the_addons_page(xero: MockXero, partner: Partner) -> None:
         assert response.status_code == 303
         after = browser.get(xero.url + response.headers["Location"])
         assert "Disconnected mockxero demo partner app" in after.text
-        assert tokens.oauth_session_handle not in after.text
+        assert tokens.oauth_session_handle and tokens.oauth_session_handle not in after.text
         again = browser.post(xero.url + action, data={"session_handle": handle}, allow_redirects=False)
         assert again.status_code == 400
     finally:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 
 from mockxero import MockXero
 from mockxero.clientcert import ClientCertificateChecker
-from mockxero.tls import PeerCertificate
+from mockxero.peer import PeerCertificate
 
 from .helpers import Partner, parse_form, tokens_from
 
