@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlparse
 import requests
 
 from .client import PartnerClient, RequestToken, TokenRejected, Tokens, XeroError
+from .mock import MockXero
 
 ADMIN_TOKEN_ENV = "MOCKXERO_ADMIN_TOKEN"
 #: How far past the access token's expiry the demo moves the mock's clock.
@@ -297,8 +298,6 @@ def run(server: str | None = None, certs: Path | None = None, browser: bool = Fa
         if server is not None:
             return _tell(server.rstrip("/"), certs or Path("certs"), browser, out)
         with tempfile.TemporaryDirectory(prefix="mockxero-demo-") as scratch:
-            from .mock import MockXero  # only this mode needs the server
-
             folder = certs or Path(scratch)
             with MockXero(port=0, certs=folder) as mock:
                 print(f"Started a mock in this process at {mock.url} (certificates in {folder})",

@@ -14,8 +14,9 @@ from .cli_support import MOCKXERO, assert_one_line_error, clean_env, run_cli
 
 DONE = "All 7 steps behaved as Xero would."
 
-#: A person at a browser: loads the Authorize page, keeps the first
-#: organisation, clicks Allow, and follows the redirect to the callback.
+#: A person at a browser: loads the Authorize page (its cookie and hidden
+#: fields), keeps the first organisation, clicks Allow, and follows the
+#: redirect to the callback.
 FAKE_BROWSER = r'''
 import os, re, sys
 import requests
@@ -25,11 +26,11 @@ session.trust_env = False
 ca = os.environ["FAKE_BROWSER_CA"]
 page = session.get(url, verify=ca, timeout=30)
 page.raise_for_status()
-token = re.search(r'name="oauth_token" value="([^"]+)"', page.text).group(1)
-org = re.search(r'<option value="([^"]+)" selected', page.text).group(1)
+form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+form["org"] = re.search(r'<option value="([^"]+)" selected', page.text).group(1)
+form["action"] = "allow"
 action = url.split("?")[0]
-done = session.post(action, data={"oauth_token": token, "org": org, "action": "allow"}, verify=ca,
-                    timeout=30)
+done = session.post(action, data=form, verify=ca, timeout=30)
 sys.exit(0 if done.status_code == 200 and "back to the terminal" in done.text else 1)
 '''
 
