@@ -8,17 +8,22 @@ Screenshots go to ``$MOCKXERO_TEST_ARTIFACTS/screenshots`` when that is set
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import os
 import queue
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from mockxero import MockXero
@@ -226,3 +231,86 @@ def test_unknown_request_token_gets_an_error_page(page: Page, xero: MockXero, sc
     assert response is not None and response.status == 400
     assert "NOSUCHTOKEN" in page.locator("#error").inner_text()
     shoot(page, screenshots, "authorize-unknown-token")
+
+
+# -- the 403.7 page: its extra line names the failed check in one short sentence -------------
+@pytest.fixture
+def partner_with_cert(xero: MockXero, tmp_path: Path) -> Iterator[Callable[[str, str], Partner]]:
+    """The demo consumer presenting the given certificate and key (PEMs)."""
+    made: list[Partner] = []
+
+    def make(cert_pem: str, key_pem: str) -> Partner:
+        cert, key = tmp_path / f"cert{len(made)}.pem", tmp_path / f"key{len(made)}.pem"
+        cert.write_text(cert_pem)
+        key.write_text(key_pem)
+        made.append(Partner(xero, xero.certs.consumer_key, xero.certs.consumer_secret,
+                            rsa_key=xero.certs.application_key, cert=(str(cert), str(key))))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def reason_line(html: str) -> str:
+    found = re.search(r'<p id="mockxero-reason">(.*?)</p>', html, re.S)
+    assert found, html
+    return found.group(1)
+
+
+def test_403_page_in_the_browser_says_no_certificate_was_presented(
+        page: Page, xero: MockXero, screenshots: Path) -> None:
+    """Chromium presents no client certificate: every OAuth parameter is there
+    (unsigned), so the gateway's check is the one that answers."""
+    params = {"oauth_consumer_key": xero.certs.consumer_key, "oauth_signature_method": "RSA-SHA1",
+              "oauth_timestamp": "1", "oauth_nonce": "n", "oauth_signature": "s", "oauth_version": "1.0"}
+    response = page.goto(f"{xero.url}/oauth/RequestToken?{urlencode(params)}")
+    assert response is not None and response.status == 403
+    assert "HTTP Error 403.7 - Forbidden" in page.locator("h3").inner_text()
+    line = page.locator("#mockxero-reason").inner_text()
+    assert line == "mockxero: client certificate missing: no client certificate was presented."
+    shoot(page, screenshots, "403-7-missing")
+
+
+def test_403_line_for_a_foreign_ca_is_one_short_sentence(
+        xero: MockXero, partner_with_cert: Callable[[str, str], Partner]) -> None:
+    issued = xero.issue_client_certificate(xero.certs.consumer_key, foreign=True)
+    response = partner_with_cert(issued["certificate"], issued["private_key"]).request_token()
+    assert response.status_code == 403
+    assert reason_line(response.text) == (
+        "mockxero: client certificate unknown issuer: it was not issued by the mock's Entrust client CA.")
+
+
+def test_403_line_for_a_certificate_not_made_for_client_auth(
+        xero: MockXero, partner_with_cert: Callable[[str, str], Partner]) -> None:
+    """Issued by the mock's own Entrust CA and registered, but for servers only."""
+    ca_cert = x509.load_pem_x509_certificate(xero.certs.read("entrust-ca.pem"))
+    ca_key = serialization.load_pem_private_key(xero.certs.read("entrust-ca-key.pem"), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server-only.mockxero.test")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("server-only.mockxero.test")]),
+                       critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    xero.register_client_certificate(xero.certs.consumer_key, cert_pem)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    response = partner_with_cert(cert_pem, key_pem).request_token()
+    assert response.status_code == 403
+    assert reason_line(response.text) == (
+        "mockxero: client certificate unknown issuer: it is not made for client authentication "
+        "(no clientAuth extended key usage).")
