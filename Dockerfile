@@ -7,11 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The package pins its own dependencies (pyproject.toml); the source is
-# removed once installed. The user owns /certs so a fresh named volume
-# mounted there inherits that owner and the server can write into it.
-COPY pyproject.toml README.md /tmp/mockxero/
-COPY mockxero /tmp/mockxero/mockxero
+# The package pins its own dependencies (pyproject.toml); .dockerignore lets
+# only the package's own files into the context, and the source is removed
+# once installed. The user owns /certs so that a fresh named volume mounted
+# there inherits that owner and the server can write into it.
+COPY . /tmp/mockxero/
 RUN pip install --no-cache-dir /tmp/mockxero \
     && rm -rf /tmp/mockxero \
     && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \

@@ -194,8 +194,8 @@ def test_dockerignore_keeps_the_context_small() -> None:
     context = build_context(ROOT)
     assert {"pyproject.toml", "README.md", "mockxero/__init__.py", "mockxero/cli.py",
             "mockxero/templates/authorize.html", "mockxero/py.typed"} <= set(context)
-    strays = [p for p in context
-              if p not in ("pyproject.toml", "README.md") and not p.startswith("mockxero/")]
+    strays = [p for p in context if p not in ("pyproject.toml", "README.md")
+              and not p.startswith(("mockxero/", "pytest_plugin/"))]
     assert strays == []
     assert not [p for p in context if "__pycache__" in p or p.endswith(".pyc")]
     assert sum((ROOT / p).stat().st_size for p in context) < 1_000_000
