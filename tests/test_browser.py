@@ -39,7 +39,7 @@ TOKEN_SHAPE = re.compile(r"[A-Z0-9]{30}")
 DEMO_APP = "mockxero demo partner app"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = shutil.which("chromium")
     assert executable, "Debian's chromium is not installed (.ci/run does: apt-get install chromium)"

@@ -216,9 +216,12 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A new virtual environment with this checkout installed by pip, as the
     image's ``pip install`` does; its bin folder."""
     venv = tmp_path_factory.mktemp("image-venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # No pip inside (this suite's pip installs into it) and no byte-compiling:
+    # half the time of a plain venv + pip install, the same packages.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-    result = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(ROOT)],
+    result = subprocess.run([sys.executable, "-m", "pip", "--python", str(bin_dir / "python"), "install",
+                             "--quiet", "--no-compile", str(ROOT)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return bin_dir
