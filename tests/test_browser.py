@@ -1,7 +1,8 @@
 """The pages a person clicks, in a real browser: Debian's chromium driven by
 playwright against the running mock over real TLS. Approve for the second
 organisation and land on the callback with a verifier, Cancel, the oob code,
-and Disconnect on the Add-ons page, each followed by what the API then says.
+and Disconnect on the Add-ons page, each followed by what the API then says;
+and the 403.7 page's one-sentence reason.
 
 Screenshots go to ``$MOCKXERO_TEST_ARTIFACTS/screenshots`` when that is set
 (CI keeps them), else to the test's temporary folder."""
@@ -59,7 +60,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture
-def screenshots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+def screenshots(tmp_path: Path) -> Path:
     root = os.environ.get("MOCKXERO_TEST_ARTIFACTS")
     folder = Path(root) / "screenshots" if root else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
