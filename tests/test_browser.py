@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, FloatRect, Page, sync_playwright
 
 from mockxero import MockXero
 from mockxero.problems import DENIED_ADVICE, REVOKED_ADVICE
@@ -225,6 +225,32 @@ def test_disconnect_on_the_addons_page_revokes_the_token(
     assert_problem(partner.renew(tokens), 401, "token_rejected", REVOKED_ADVICE)
     # Only that connection: the one to the other organisation still works.
     assert partner.api(other, "Organisation").status_code == 200
+
+
+def overlap(a: FloatRect, b: FloatRect) -> bool:
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+def test_addons_and_authorize_fit_a_phone(
+        page: Page, xero: MockXero, partner: Partner, screenshots: Path) -> None:
+    """On a narrow screen nothing overlaps and nothing scrolls sideways."""
+    partner.connect()
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"{xero.url}/addons")
+    button = page.get_by_role("button", name="Disconnect").bounding_box()
+    assert button is not None
+    for text in page.locator(".app dd, .app strong, .app code").all():
+        box = text.bounding_box()
+        assert box is not None
+        assert not overlap(box, button), text.inner_text()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    shoot(page, screenshots, "addons-phone")
+
+    open_authorize(page, xero, partner.get_request_token())
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    assert page.get_by_role("button", name="Allow access").is_visible()
+    shoot(page, screenshots, "authorize-phone")
 
 
 def test_unknown_request_token_gets_an_error_page(page: Page, xero: MockXero, screenshots: Path) -> None:
