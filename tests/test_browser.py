@@ -18,6 +18,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
@@ -29,7 +30,6 @@ from playwright.sync_api import Browser, FloatRect, Page, sync_playwright
 
 from mockxero import MockXero
 from mockxero.problems import DENIED_ADVICE, REVOKED_ADVICE
-from mockxero.store import Organisation
 
 from .helpers import Partner, Tokens, assert_problem, parse_form
 
@@ -115,7 +115,7 @@ def callback() -> Iterator[CallbackServer]:
     server.close()
 
 
-def second_organisation(xero: MockXero) -> Organisation:
+def second_organisation(xero: MockXero) -> dict[str, Any]:
     organisations = xero.organisations()
     assert len(organisations) >= 2
     return organisations[1]
@@ -133,8 +133,8 @@ def test_allow_for_the_second_organisation_lands_on_the_callback(
     rt = partner.get_request_token(callback=callback.url)
     open_authorize(page, xero, rt)
     options = page.locator("#org option").all_inner_texts()
-    assert [o.name for o in xero.organisations()] == [o.strip() for o in options]
-    page.select_option("#org", label=second.name)
+    assert [o["name"] for o in xero.organisations()] == [o.strip() for o in options]
+    page.select_option("#org", label=second["name"])
     shoot(page, screenshots, "authorize")
 
     page.get_by_role("button", name="Allow access").click()
@@ -144,16 +144,16 @@ def test_allow_for_the_second_organisation_lands_on_the_callback(
     assert query == dict(parse_qsl(urlsplit(page.url).query))
     assert query["oauth_token"] == rt.oauth_token
     assert TOKEN_SHAPE.fullmatch(query["oauth_verifier"])
-    assert query["org"] == second.short_code
+    assert query["org"] == second["short_code"]
 
     exchanged = partner.exchange(rt, query["oauth_verifier"])
     assert exchanged.status_code == 200, exchanged.text
     access = parse_form(exchanged.text)
-    assert access["xero_org_muid"] == second.org_muid
+    assert access["xero_org_muid"] == second["org_muid"]
     tokens = Tokens(access["oauth_token"], access["oauth_token_secret"], access["oauth_session_handle"])
     organisation = partner.api(tokens, "Organisation", headers={"Accept": "application/json"})
     assert organisation.status_code == 200, organisation.text
-    assert organisation.json()["Organisations"][0]["Name"] == second.name
+    assert organisation.json()["Organisations"][0]["Name"] == second["name"]
 
 
 def test_cancel_sends_access_denied_to_the_callback(
@@ -182,7 +182,7 @@ def test_oob_shows_a_code_to_copy(page: Page, xero: MockXero, partner: Partner, 
     shoot(page, screenshots, "oob-code")
     verifier = code.inner_text().strip()
     assert TOKEN_SHAPE.fullmatch(verifier)
-    assert xero.organisations()[0].name in page.locator("h1").inner_text()
+    assert xero.organisations()[0]["name"] in page.locator("h1").inner_text()
     # Large enough to read and copy, and one click selects all of it.
     font_px = float(code.evaluate("e => getComputedStyle(e).fontSize").removesuffix("px"))
     assert font_px >= 20
@@ -206,7 +206,7 @@ def test_oob_cancel_says_the_application_was_denied(
 def test_disconnect_on_the_addons_page_revokes_the_token(
         page: Page, xero: MockXero, partner: Partner, screenshots: Path) -> None:
     tokens = partner.connect()
-    other = partner.connect(org=second_organisation(xero).short_code)
+    other = partner.connect(org=second_organisation(xero)["short_code"])
     assert partner.api(tokens, "Organisation").status_code == 200
 
     response = page.goto(f"{xero.url}/addons")
