@@ -38,8 +38,8 @@ def file_rows(file: StateFile) -> Snapshot:
     return dataclasses.replace(snap, clock=Snapshot().clock, switches=None, baseline=None)
 
 
-def fresh_store(path: Path, retired_size: int = 10000) -> tuple[Store, StateFile]:
-    store = Store(retired_size=retired_size)
+def fresh_store(path: Path, retired_size: int = 10000, **limits: int) -> tuple[Store, StateFile]:
+    store = Store(retired_size=retired_size, **limits)
     for org_id in ORGS:
         store.add_organisation(Organisation(org_id, f"Org {org_id}", f"!{org_id[-1]}X", "M" * 22),
                                {"Contacts": {"c-0": {"ContactID": "c-0", "Name": "Seed"}}, "Invoices": {}})
@@ -155,9 +155,8 @@ def test_the_file_mirrors_the_store_after_any_steps(steps: list[tuple[str, int]]
         reopened.close()
 
 
-def test_pruning_request_tokens_is_written_through(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "MAX_REQUEST_TOKENS", 8)
-    store, file = fresh_store(folder / "state.sqlite")
+def test_pruning_request_tokens_is_written_through(folder: Path) -> None:
+    store, file = fresh_store(folder / "state.sqlite", max_request_tokens=8)
     made = [store.new_request_token("CK-A", "oob", 1800.0).token for _ in range(8)]
     store.decide(made[1], False, None, 0.0)
     store.use_request_token(made[2]) if store.decide(made[2], True, "org-1", 0.0) else None
