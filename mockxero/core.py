@@ -263,7 +263,8 @@ class MockCore:
             except SettingsError as exc:
                 raise ControlError(str(exc)) from None
         approve = self._auto_approve if auto_approve is None else auto_approve
-        self.store.save_switches({"auto_approve": approve, "rate_limit": limit})
+        if auto_approve is not None or rate_limit is not None:  # kept until a full reset
+            self.store.save_switches({"auto_approve": approve, "rate_limit": limit})
         self._rate_limit, self._auto_approve = limit, approve
         return self.runtime_settings()
 

@@ -15,6 +15,12 @@ What the store hands out cannot change behind it: consumers, organisations,
 request tokens and connections are frozen values (a change replaces them),
 and an organisation's API data is published copy-on-write — a collection
 handed out is never changed again, so readers iterate it without the lock.
+
+With a state file attached (:meth:`Store.attach`, for ``--state``), each
+durable change is first written to it — one transaction, under the lock —
+and only then made in memory, so a change the file cannot take is not made.
+The hooks are one line per change, all going through :class:`_WriteThrough`
+at the end of this module; reads never touch the file.
 """
 
 from __future__ import annotations
