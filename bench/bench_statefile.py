@@ -51,7 +51,7 @@ def time_writes(folder: Path, synchronous: str, writes: int) -> dict[str, float]
 
         def renew(n: int) -> None:
             with sf.transaction():
-                sf.retire_token(f"T{n}", "H", "superseded", keep=10000)
+                sf.retire_token(f"T{n}", "H", "superseded", forget=[f"T{n - 10000}"])
                 conn.access_token = f"T{n + 1}"
                 sf.put_connection(conn)
 

@@ -567,15 +567,14 @@ class StateFile:
         with self.transaction() as db:
             db.execute("DELETE FROM connections WHERE session_handle=?", (session_handle,))
 
-    def retire_token(self, token: str, session_handle: str, why: str, keep: int | None = None) -> None:
-        """Remember why ``token`` stopped working (it becomes the newest);
-        with ``keep``, only the newest ``keep`` retired tokens stay."""
+    def retire_token(self, token: str, session_handle: str, why: str, forget: Iterable[str] = ()) -> None:
+        """Remember why ``token`` stopped working (it becomes the newest), and
+        forget the retired tokens in ``forget`` (those the store's bound
+        pushes out: named, because finding the oldest N here costs a scan)."""
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO retired_tokens VALUES (?, (SELECT coalesce(max(position),"
                        " 0) + 1 FROM retired_tokens), ?, ?)", (token, session_handle, why))
-            if keep is not None:
-                db.execute("DELETE FROM retired_tokens WHERE position <= (SELECT position FROM"
-                           " retired_tokens ORDER BY position DESC LIMIT 1 OFFSET ?)", (keep,))
+            db.executemany("DELETE FROM retired_tokens WHERE token=?", [(t,) for t in forget])
 
     def put_request_token(self, row: RequestTokenRow) -> None:
         with self.transaction() as db:

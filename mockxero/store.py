@@ -284,7 +284,7 @@ class Store:
         self._journal_changed = threading.Condition(self._lock)
         self._baseline: Durable | None = None
         #: Every durable change is written here first (a no-op without a state file).
-        self._file = _WriteThrough(None, retired_size)
+        self._file = _WriteThrough(None, self._evicted_by)
 
     # -- baseline and reset --------------------------------------------------
     def mark_baseline(self) -> None:
@@ -597,6 +597,12 @@ class Store:
             while len(retired) > self._retired_size:
                 retired.popitem(last=False)
 
+    def _evicted_by(self, token: str) -> list[str]:
+        """The oldest retired tokens that retiring ``token`` pushes out of the bound."""
+        retired = self._durable.retired
+        over = len(retired) + (token not in retired) - self._retired_size
+        return list(itertools.islice((t for t in retired if t != token), over)) if over > 0 else []
+
     def connections_for(self, consumer_key: str | None = None,
                         organisation_id: str | None = None) -> list[Connection]:
         with self._lock:
@@ -615,14 +621,14 @@ class Store:
                 with file.transaction():
                     file.reset(_snapshot(self._durable))
                     file.put_baseline(_snapshot(self._baseline or self._durable.baseline()))
-                self._file = _WriteThrough(file, self._retired_size)
+                self._file = _WriteThrough(file, self._evicted_by)
                 return
             self._durable = _durable(snapshot)
             self._baseline = _durable(snapshot.baseline)
             self._by_access_token = {c.access_token: h for h, c in self._durable.connections.items()}
             self._by_pair = {(c.consumer_key, c.organisation_id): h
                              for h, c in self._durable.connections.items()}
-            self._file = _WriteThrough(file, self._retired_size)
+            self._file = _WriteThrough(file, self._evicted_by)
 
     def save_clock(self, offset: float, frozen_at: float | None) -> None:
         """The mock clock moved (it lives in :mod:`mockxero.clock`; only its
@@ -782,9 +788,10 @@ class _WriteThrough:
     written is not made (the caller gets the StateFileError). Without a file
     every method does nothing."""
 
-    def __init__(self, file: statefile.StateFile | None, retired_size: int) -> None:
+    def __init__(self, file: statefile.StateFile | None,
+                 evicted_by: Callable[[str], list[str]]) -> None:
         self.file = file
-        self.retired_size = retired_size
+        self.evicted_by = evicted_by
 
     def consumer(self, consumer: Consumer) -> None:
         if self.file is not None:
@@ -828,7 +835,8 @@ class _WriteThrough:
             if old is not None:
                 self.file.delete_connection(old.session_handle)
                 if why is not None:
-                    self.file.retire_token(old.access_token, old.session_handle, why, self.retired_size)
+                    self.file.retire_token(old.access_token, old.session_handle, why,
+                                           self.evicted_by(old.access_token))
             if new is not None:
                 self.file.put_connection(statefile.row_of(statefile.ConnectionRow, new))
 

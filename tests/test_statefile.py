@@ -194,14 +194,13 @@ def test_records_update_in_place_append_replace_delete(path: Path) -> None:
         assert sf.load().organisations == []
 
 
-def test_retired_tokens_move_to_the_end_and_stay_bounded(path: Path) -> None:
+def test_retired_tokens_move_to_the_end_and_are_forgotten_by_name(path: Path) -> None:
     with open_file(path) as sf:
         for n in range(10):
-            sf.retire_token(f"T{n}", "H", "superseded", keep=5)
-        sf.retire_token("T6", "H", "revoked", keep=5)
+            sf.retire_token(f"T{n}", "H", "superseded", forget=[f"T{n - 5}"] if n >= 5 else [])
+        sf.retire_token("T6", "H", "revoked", forget=["T5", "unknown"])
         assert [(r.token, r.why) for r in sf.load().retired] == [
-            ("T5", "superseded"), ("T7", "superseded"), ("T8", "superseded"), ("T9", "superseded"),
-            ("T6", "revoked")]
+            ("T7", "superseded"), ("T8", "superseded"), ("T9", "superseded"), ("T6", "revoked")]
 
 
 def test_reset_replaces_everything_but_the_binding_and_baseline(path: Path) -> None:
