@@ -31,7 +31,7 @@ from .clock import ClockError, MockClock
 from .oauth import OAuthVerifier
 from .operations import JSON, ControlError, check_arguments
 from .settings import Settings, SettingsError, parse_rate_limit
-from .statefile import StateFile
+from .statefile import StateFile, StateFileError
 from .store import (
     FAULT_KINDS,
     Consumer,
@@ -125,6 +125,10 @@ class MockCore:
                 self._auto_approve = bool(switches.get("auto_approve", self._auto_approve))
                 limit = switches.get("rate_limit", self._rate_limit)
                 self._rate_limit = (int(limit[0]), int(limit[1])) if limit else None
+        except (StoreError, ValueError, TypeError, IndexError, KeyError) as exc:
+            file.close()  # a row this mockxero cannot use (e.g. a certificate edited by hand)
+            raise StateFileError(f"state file {file.path} holds something mockxero cannot use "
+                                 f"({type(exc).__name__}: {exc}); move it away to start afresh") from None
         except BaseException:
             file.close()
             raise

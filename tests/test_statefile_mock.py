@@ -213,3 +213,15 @@ def test_replay_protection_does_not_outlive_a_restart(paths: dict[str, Path], fi
         partner.close()
     finally:
         second.close()
+
+
+def test_a_row_mockxero_cannot_use_is_a_clear_error(paths: dict[str, Path], first: MockXero) -> None:
+    first.close()
+    db = sqlite3.connect(paths["state"])
+    db.execute("UPDATE consumers SET certificate='-----BEGIN CERTIFICATE-----\nbroken'")
+    db.commit()
+    db.close()
+    with pytest.raises(StateFileError, match="holds something mockxero cannot use"):
+        mock(paths)
+    with pytest.raises(StateFileError, match="holds something mockxero cannot use"):
+        mock(paths)  # the refusal let go of the file
