@@ -812,13 +812,11 @@ class _WriteThrough:
             return
         with self.file.transaction():
             for name, records in changed.items():
-                old = current.get(name, _EMPTY)
-                if list(records)[: len(old)] == list(old):  # appended and updated only
-                    fresh = {rid: r for rid, r in records.items() if old.get(rid) is not r}
-                    if fresh:
-                        self.file.put_records(organisation_id, name, fresh)
-                else:
+                fresh = _appended_or_updated(current.get(name, _EMPTY), records)
+                if fresh is None:
                     self.file.put_records(organisation_id, name, records, replace=True)
+                elif fresh:
+                    self.file.put_records(organisation_id, name, fresh)
 
     def request_token(self, rt: RequestToken, pruned: Iterable[str] = ()) -> None:
         if self.file is not None:
@@ -864,6 +862,25 @@ class _WriteThrough:
     def switches(self, switches: Mapping[str, Any] | None) -> None:
         if self.file is not None:
             self.file.put_switches(switches)
+
+
+def _appended_or_updated(old: Collection, new: Collection) -> dict[str, Record] | None:
+    """The records of ``new`` that are not in ``old`` as the same object,
+    when ``new`` is ``old`` with records updated in place and others added
+    at the end; None when records were dropped or moved (write it whole).
+    One pass, no copies: this runs on every API save."""
+    if len(new) < len(old):
+        return None
+    fresh: dict[str, Record] = {}
+    items = iter(new.items())
+    # zip stops when ``old`` runs out, before taking from ``items``: the rest is new
+    for (old_id, old_record), (record_id, record) in zip(old.items(), items, strict=False):
+        if record_id != old_id:
+            return None
+        if record is not old_record:
+            fresh[record_id] = record
+    fresh.update(items)
+    return fresh
 
 
 def _snapshot(durable: Durable) -> statefile.Snapshot:

@@ -186,3 +186,16 @@ def test_a_refused_change_writes_nothing(folder: Path) -> None:
         store.revoke(session_handle="no such handle")
     assert file_rows(file) == before == durable_rows(store)
     file.close()
+
+
+def test_a_save_writes_only_what_it_changed() -> None:
+    diff = store_module._appended_or_updated
+    a, b, c = {"n": 1}, {"n": 2}, {"n": 3}
+    old = {"a": a, "b": b}
+    assert diff(old, {"a": a, "b": b}) == {}
+    assert diff(old, {"a": a, "b": b, "c": c}) == {"c": c}
+    assert diff(old, {"a": a, "b": {"n": 2}, "c": c}) == {"b": {"n": 2}, "c": c}  # equal, not the same
+    assert diff(old, {"b": b, "a": a}) is None  # moved
+    assert diff(old, {"a": a}) is None  # dropped
+    assert diff(old, {"a": a, "c": c, "b": b}) is None  # inserted before the end
+    assert diff({}, {"c": c}) == {"c": c}
