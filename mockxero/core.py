@@ -217,7 +217,8 @@ class MockCore:
         faults and data added since start; consumers and organisations are
         back to those the server started with. A full reset also puts the
         clock back on real time and the runtime switches back to their
-        settings; ``consumer_key`` limits it to that consumer's state."""
+        settings; ``consumer_key`` limits it to that consumer's state. With a
+        state file, the file is reset with it (in one transaction)."""
         self.store.reset(consumer_key)
         if consumer_key is None:
             self._clock.reset()
