@@ -95,7 +95,9 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               one_of=("advance", "set", "reset")),
     Operation("runtime_settings", "GET", "/settings"),
     Operation("change_settings", "POST", "/settings",
-              {"auto_approve": _f("bool"), "rate_limit": _f("str")}),
+              {"auto_approve": _f("bool"), "rate_limit": _f("str"),
+               "access_token_ttl": _f("int"), "authorization_ttl": _f("int"),
+               "request_token_ttl": _f("int"), "organisation": _f("str")}),
     Operation("consumers", "GET", "/consumers"),
     Operation("add_consumer", "POST", "/consumers", {
         "app_type": _f("str"), "certificate": _OPT_STR,
@@ -210,7 +212,9 @@ class Operations(Protocol):
                    freeze: bool | None = None, reset: bool = False) -> JSON: ...
     def advance(self, seconds: float) -> JSON: ...
     def runtime_settings(self) -> JSON: ...
-    def change_settings(self, auto_approve: bool | None = None, rate_limit: str | None = None) -> JSON: ...
+    def change_settings(self, auto_approve: bool | None = None, rate_limit: str | None = None,
+                        access_token_ttl: int | None = None, authorization_ttl: int | None = None,
+                        request_token_ttl: int | None = None, organisation: str | None = None) -> JSON: ...
     def consumers(self) -> list[JSON]: ...
     def add_consumer(self, app_type: str = "partner", certificate: str | None = None,
                      require_client_cert: bool | None = None, callback_domain: str | None = None,
