@@ -83,6 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--variants", action="store_true",
                        help="also write client certificates for tests: entrust-expired-*, "
                             "entrust-not-yet-valid-*, entrust-foreign-ca-* (cert and key PEMs)")
+
+    demo = sub.add_parser(
+        "demo", help="the whole partner story against a mock, narrated",
+        description="Run a Xero partner application's life with mockxero.client and narrate it: "
+                    "request token, Authorize, access token, an API call, the clock moved past the "
+                    "token's expiry, the automatic renewal, a revocation and the error that follows. "
+                    "Without --server it starts a mock in this process. Exit status 0 only if every "
+                    "step behaved as Xero would. The control API's admin token, if the mock has one, "
+                    "comes from MOCKXERO_ADMIN_TOKEN.")
+    demo.add_argument("--server", metavar="URL",
+                      help="a running mock, e.g. https://127.0.0.1:8443 (default: start one here)")
+    demo.add_argument("--certs", type=Path, metavar="DIR",
+                      help="that mock's certificates folder (default ./certs with --server, "
+                           "else a temporary one)")
+    demo.add_argument("--browser", action="store_true",
+                      help="approve in your browser instead of through the control API")
     return parser
 
 
@@ -91,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "certs":
             return _certs(args)
+        if args.command == "demo":
+            from .demo import run
+
+            return run(args.server, args.certs, args.browser)
         return _serve(args)
     except (SettingsError, CertificatesError) as exc:
         print(f"mockxero: {exc}", file=sys.stderr)
