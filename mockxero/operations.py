@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -220,7 +220,7 @@ class Operations(Protocol):
                      require_client_cert: bool | None = None, callback_domain: str | None = None,
                      name: str | None = None, consumer_key: str | None = None,
                      consumer_secret: str | None = None,
-                     client_certificates: Iterable[str] | None = None,
+                     client_certificates: Sequence[str] | None = None,
                      organisation: str | None = None) -> JSON: ...
     def update_consumer(self, consumer_key: str, name: str | None = None,
                         callback_domain: str | None = None, certificate: str | None = None,
@@ -233,8 +233,8 @@ class Operations(Protocol):
     def organisations(self) -> list[JSON]: ...
     def add_organisation(self, name: str, short_code: str | None = None, country_code: str = "NZ",
                          base_currency: str = "NZD", seed_data: bool = True) -> JSON: ...
-    def load_data(self, org: str | None = None, contacts: Iterable[Mapping[str, Any]] | None = None,
-                  invoices: Iterable[Mapping[str, Any]] | None = None,
+    def load_data(self, org: str | None = None, contacts: Sequence[Mapping[str, Any]] | None = None,
+                  invoices: Sequence[Mapping[str, Any]] | None = None,
                   replace: bool = False) -> JSON: ...
     def data(self, org: str | None = None) -> JSON: ...
     def authorize(self, oauth_token: str, org: str | None = None, deny: bool = False) -> JSON: ...

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
@@ -212,7 +212,7 @@ class RemoteMock:
                      require_client_cert: bool | None = None, callback_domain: str | None = None,
                      name: str | None = None, consumer_key: str | None = None,
                      consumer_secret: str | None = None,
-                     client_certificates: Iterable[str] | None = None,
+                     client_certificates: Sequence[str] | None = None,
                      organisation: str | None = None) -> JSON:
         return self._dict("add_consumer", {
             "app_type": app_type, "certificate": certificate,
@@ -252,8 +252,8 @@ class RemoteMock:
             "name": name, "short_code": short_code, "country_code": country_code,
             "base_currency": base_currency, "seed_data": seed_data})
 
-    def load_data(self, org: str | None = None, contacts: Iterable[Mapping[str, Any]] | None = None,
-                  invoices: Iterable[Mapping[str, Any]] | None = None,
+    def load_data(self, org: str | None = None, contacts: Sequence[Mapping[str, Any]] | None = None,
+                  invoices: Sequence[Mapping[str, Any]] | None = None,
                   replace: bool = False) -> JSON:
         check_arguments("load_data", {k: v for k, v in {"org": org, "contacts": contacts,
                                                           "invoices": invoices}.items() if v is not None})
