@@ -51,7 +51,8 @@ def request_token(handle: MockHandle) -> str:
     """A real request token, signed by requests-oauthlib over mutual TLS."""
     auth = OAuth1(handle.consumer_key, signature_method="RSA-SHA1", rsa_key=handle.rsa_key,
                   callback_uri="oob")
-    reply = requests.post(handle.url + "/oauth/RequestToken", auth=auth, timeout=10, **handle.requests_kwargs())
+    reply = requests.post(handle.url + "/oauth/RequestToken", auth=auth, timeout=10,
+                          **handle.requests_kwargs())
     assert reply.status_code == 200, reply.text
     return dict(p.split("=", 1) for p in reply.text.split("&"))["oauth_token"]
 
@@ -125,7 +126,8 @@ STORY: list[tuple[str, Step]] = [
     ("issue certificate", _cert),
     ("register it", lambda h, s: h.register_client_certificate(h.consumer_key, s["issued"]["certificate"])),
     ("not a PEM", lambda h, s: h.register_client_certificate(h.consumer_key, "not a PEM")),
-    ("unregister it", lambda h, s: h.unregister_client_certificate(h.consumer_key, s["issued"]["fingerprint"])),
+    ("unregister it", lambda h, s: h.unregister_client_certificate(h.consumer_key,
+                                                                    s["issued"]["fingerprint"])),
     ("organisations", lambda h, s: [o["name"] for o in h.organisations()]),
     ("add organisation", lambda h, s: h.add_organisation("Acme Ltd", short_code="ACME", seed_data=False)),
     ("nameless organisation", lambda h, s: h.add_organisation("")),
@@ -146,7 +148,8 @@ STORY: list[tuple[str, Step]] = [
     ("journal", lambda h, s: [(e["method"], e["path"], e["status"]) for e in h.journal()]),
     ("journal of one consumer", lambda h, s: len(h.journal(consumer_key="NOBODY"))),
     ("journal since", lambda h, s: h.journal(since=10**12)),
-    ("wait finds", lambda h, s: h.wait_for_request(path="/OAUTH/requesttoken", status=200)["path"]),  # type: ignore[index]
+    ("wait finds", lambda h, s: h.wait_for_request(path="/OAUTH/requesttoken",
+                                                   status=200)["path"]),  # type: ignore[index]
     ("wait for nothing", lambda h, s: h.wait_for_request(path="/nothing", timeout=0.1)),
     ("wait too long", lambda h, s: h.wait_for_request(timeout=61)),
     ("wait bad status", lambda h, s: h.wait_for_request(status=99)),
@@ -219,9 +222,9 @@ def test_data_in_the_story_matches(xero: MockXero, remote: RemoteMock) -> None:
 
 # -- the remote handle's own edges --------------------------------------------------------------
 def test_wrong_admin_token_is_the_servers_message(remote_url: str, remote_certs: Path) -> None:
-    with RemoteMock(remote_url, remote_certs, admin_token="wrong") as handle:
-        with pytest.raises(ControlError) as refused:
-            handle.health()
+    with RemoteMock(remote_url, remote_certs, admin_token="wrong") as handle, \
+            pytest.raises(ControlError) as refused:
+        handle.health()
     assert refused.value.status == 401 and "Bearer" in refused.value.message
 
 
