@@ -101,6 +101,10 @@ def _token(h: MockHandle, seen: dict[str, Any]) -> Any:
     return h.authorize(seen["token"], org="Demo Company (AU)")
 
 
+def _switches(h: MockHandle) -> dict[str, Any]:
+    return {k: v for k, v in h.runtime_settings().items() if k != "organisation"}
+
+
 STORY: list[tuple[str, Step]] = [
     ("health", lambda h, s: h.health()),
     ("settings", lambda h, s: h.runtime_settings()),
@@ -109,7 +113,7 @@ STORY: list[tuple[str, Step]] = [
     ("bad lifetime", lambda h, s: h.change_settings(authorization_ttl=0)),
     ("unknown organisation", lambda h, s: h.change_settings(organisation="nowhere")),
     ("wrong type", lambda h, s: h.change_settings(auto_approve="yes")),  # type: ignore[arg-type]
-    ("settings changed", lambda h, s: {k: v for k, v in h.runtime_settings().items() if k != "organisation"}),
+    ("settings changed", lambda h, s: _switches(h)),
     ("clock without a move", lambda h, s: h.move_clock()),
     ("clock two moves", lambda h, s: h.move_clock(advance=1, set=5)),
     ("clock bad number", lambda h, s: h.move_clock(advance=float("inf"))),
@@ -163,7 +167,7 @@ STORY: list[tuple[str, Step]] = [
     ("clear faults", lambda h, s: h.clear_faults()),
     ("reset unknown consumer", lambda h, s: h.reset(consumer_key="NOSUCHCONSUMER")),
     ("reset", lambda h, s: h.reset()),
-    ("settings after reset", lambda h, s: {k: v for k, v in h.runtime_settings().items() if k != "organisation"}),
+    ("settings after reset", lambda h, s: _switches(h)),
 ]
 
 
