@@ -260,7 +260,8 @@ class Ephemeral:
 
 
 class Store:
-    def __init__(self, journal_size: int = 1000, retired_size: int = 10000) -> None:
+    def __init__(self, journal_size: int = 1000, retired_size: int = 10000,
+                 max_request_tokens: int = MAX_REQUEST_TOKENS) -> None:
         self._lock = threading.RLock()
         self._durable = Durable()
         self._ephemeral = Ephemeral(journal=deque(maxlen=journal_size))
@@ -269,6 +270,7 @@ class Store:
         self._by_access_token: dict[str, str] = {}  # token → session handle
         self._by_pair: dict[tuple[str, str], str] = {}  # (consumer, organisation) → session handle
         self._retired_size = retired_size
+        self._max_request_tokens = max_request_tokens
         self._journal_seq = itertools.count(1)
         self._fault_seq = itertools.count(1)
         self._journal_changed = threading.Condition(self._lock)
@@ -442,11 +444,11 @@ class Store:
         order is age order, and expiry cannot be used because tests move the
         mock clock both ways."""
         tokens = self._durable.request_tokens
-        if len(tokens) < MAX_REQUEST_TOKENS:
+        if len(tokens) < self._max_request_tokens:
             return
         for token in [t for t, rt in tokens.items() if rt.state in ("used", "denied")]:
             del tokens[token]
-        if len(tokens) >= MAX_REQUEST_TOKENS // 2:
+        if len(tokens) >= self._max_request_tokens // 2:
             for token in list(tokens)[: len(tokens) // 2]:
                 del tokens[token]
 

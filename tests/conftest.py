@@ -26,10 +26,17 @@ def xero_server(certs_dir: Path) -> Iterator[MockXero]:
 
 
 @pytest.fixture
-def xero(xero_server: MockXero) -> MockXero:
-    """The session's mock, back to its starting state."""
+def xero(xero_server: MockXero) -> Iterator[MockXero]:
+    """The session's mock, back to its starting state. A test fails when the
+    server hit an internal error while it ran (as pytest-httpserver's
+    ``check_handler_errors``), with the server's traceback."""
     xero_server.reset()
-    return xero_server
+    yield xero_server
+    errors = [entry for entry in xero_server.journal() if entry.get("error")]
+    if errors:
+        pytest.fail("the mock hit an internal error:\n" + "\n".join(
+            f"{e['method']} {e['path']}: {e['error']}\n{e.get('traceback', '')}" for e in errors),
+            pytrace=False)
 
 
 @pytest.fixture

@@ -193,7 +193,7 @@ def test_connections_revoke_and_expire(xero: MockXero, partner: Partner, control
     au = partner.connect(org=xero.organisations()[1]["short_code"])
     conns = control.ok("GET", "/connections")
     assert sorted(c["session_handle"] for c in conns) == sorted(
-        [nz.oauth_session_handle, au.oauth_session_handle])
+        [str(nz.oauth_session_handle), str(au.oauth_session_handle)])
     assert {"consumer_key", "organisation_id", "session_handle", "oauth_token", "token_expires_at",
             "authorization_expires_at", "created_at"} <= set(conns[0])
     assert len(control.ok("GET", "/connections", params={"consumer_key": xero.certs.consumer_key})) == 2

@@ -8,7 +8,7 @@ import datetime
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 import oauthlib.oauth1
 import pytest
@@ -127,7 +127,7 @@ def test_version_comes_before_the_consumer_and_the_certificate(partner: Partner)
 # -- 3. consumer ---------------------------------------------------------------------------
 def test_unknown_consumer(partner: Partner) -> None:
     stranger = Partner(partner.xero, "NOSUCHCONSUMERKEY0000000000000", rsa_key=partner.rsa_key,
-                       cert=partner.session.cert)
+                       cert=partner.xero.client_cert)
     try:
         assert_problem(request_token(stranger), 401, "consumer_key_unknown",
                        advice="Consumer key was not recognised")
@@ -172,7 +172,7 @@ def test_certificate_403_comes_before_the_later_checks(partner: Partner, later_p
         elif later_problem == "timestamp":
             auth = bare.auth(timestamp=str(int(time.time()) - 86400))
         else:
-            bare.rsa_key = key_pem(rsa_key("other"))
+            bare.rsa_key = rsa_key("other")
             auth = bare.auth()
         assert_403(bare.request("POST", "/oauth/RequestToken", auth=auth))
     finally:
@@ -196,7 +196,7 @@ def test_partner_plaintext_is_rejected(partner: Partner) -> None:
 
 
 def test_public_must_use_hmac(public: Partner) -> None:
-    public.rsa_key = key_pem(rsa_key("other"))
+    public.rsa_key = rsa_key("other")
     response = request_token(public, signature_method=RSA)
     assert_problem(response, 401, "signature_method_rejected", advice_contains="HMAC-SHA1")
 
@@ -279,7 +279,7 @@ def test_nonces_are_per_consumer(partner: Partner, public: Partner) -> None:
 def test_a_forged_request_does_not_burn_the_nonce(partner: Partner) -> None:
     nonce = "FORGED" + str(time.time_ns())
     good_key = partner.rsa_key
-    partner.rsa_key = key_pem(rsa_key("other"))
+    partner.rsa_key = rsa_key("other")
     assert_problem(request_token(partner, nonce=nonce), 401, "signature_invalid")
     partner.rsa_key = good_key
     assert_form_success(request_token(partner, nonce=nonce))
@@ -367,7 +367,7 @@ def test_reset_forgets_nonces(xero: MockXero, partner: Partner) -> None:
 def test_bad_rsa_signature_and_the_journal_base_string(xero: MockXero, partner: Partner,
                                                         control: Control) -> None:
     wrong = rsa_key("other")
-    partner.rsa_key = key_pem(wrong)
+    partner.rsa_key = wrong
     response = partner.request("POST", "/oauth/RequestToken?extra=a%20b", auth=partner.auth())
     assert_problem(response, 401, "signature_invalid", advice="Failed to validate signature")
     entries = [e for e in control.ok("GET", "/requests") if e["oauth_problem"] == "signature_invalid"]
@@ -376,7 +376,7 @@ def test_bad_rsa_signature_and_the_journal_base_string(xero: MockXero, partner: 
     assert entry["status"] == 401 and entry["path"] == "/oauth/RequestToken"
     assert entry["consumer_key"] == xero.certs.consumer_key
     base = entry["base_string"]
-    assert base.startswith("POST&" + requests.utils.quote(xero.url + "/oauth/RequestToken", safe="") + "&")
+    assert base.startswith("POST&" + quote(xero.url + "/oauth/RequestToken", safe="") + "&")
     assert "extra%3Da%2520b" in base
     # the server computed exactly the base string the client signed: the
     # client's (wrong) key over it gives the signature the client sent
@@ -387,6 +387,7 @@ def test_bad_rsa_signature_and_the_journal_base_string(xero: MockXero, partner: 
 def test_tampered_parameter_is_a_bad_signature(partner: Partner) -> None:
     prepared = partner.session.prepare_request(requests.Request(
         "GET", partner.xero.url + "/oauth/RequestToken?a=1", auth=partner.auth()))
+    assert prepared.url is not None
     prepared.url = prepared.url.replace("a=1", "a=2")
     response = partner.session.send(prepared)
     assert_problem(response, 401, "signature_invalid", advice="Failed to validate signature")
@@ -395,9 +396,10 @@ def test_tampered_parameter_is_a_bad_signature(partner: Partner) -> None:
 def test_garbage_signature(partner: Partner) -> None:
     prepared = partner.session.prepare_request(requests.Request(
         "GET", partner.xero.url + "/oauth/RequestToken", auth=partner.auth(signature_type=QUERY)))
+    assert prepared.url is not None
     query = parse_qsl(prepared.url.split("?", 1)[1])
     garbage = [(k, "%%not base64!" if k == "oauth_signature" else v) for k, v in query]
-    rebuilt = "&".join(f"{k}={requests.utils.quote(v, safe='')}" for k, v in garbage)
+    rebuilt = "&".join(f"{k}={quote(v, safe='')}" for k, v in garbage)
     prepared.url = prepared.url.split("?", 1)[0] + "?" + rebuilt
     response = partner.session.send(prepared)
     assert_problem(response, 401, "signature_invalid")
@@ -475,15 +477,15 @@ def test_request_token_from_every_placement(partner: Partner, method: str, signa
         assert "oauth_signature=" in (sent.url or "") and "Authorization" not in sent.headers
     else:
         body = sent.body.decode() if isinstance(sent.body, bytes) else sent.body
-        assert body is not None and "oauth_signature=" in body
+        assert isinstance(body, str) and "oauth_signature=" in body
 
 
 @pytest.mark.parametrize(("method", "signature_type"), PLACEMENTS)
 def test_whole_dance_and_api_call_from_every_placement(partner: Partner, method: str,
                                                        signature_type: str) -> None:
     rt_response = partner.request_token(method=method, signature_type=signature_type)
-    rt = Tokens(**{k: v for k, v in parse_form(rt_response.text).items()
-                   if k in ("oauth_token", "oauth_token_secret")})
+    fields = parse_form(rt_response.text)
+    rt = Tokens(fields["oauth_token"], fields["oauth_token_secret"])
     verifier = partner.xero.authorize(rt.oauth_token)["oauth_verifier"]
     exchanged = partner.exchange(rt, verifier, method=method, signature_type=signature_type)
     fields = dict(assert_form_success(exchanged))
@@ -533,7 +535,7 @@ def test_timestamp_comes_before_nonce_and_nonce_before_signature(partner: Partne
     assert_form_success(request_token(partner, nonce=nonce))
     stale = str(int(time.time()) - 86400)
     assert_problem(request_token(partner, nonce=nonce, timestamp=stale), 401, "timestamp_refused")
-    partner.rsa_key = key_pem(rsa_key("other"))
+    partner.rsa_key = rsa_key("other")
     assert_problem(request_token(partner, nonce=nonce), 401, "nonce_used")
     assert_problem(request_token(partner), 401, "signature_invalid")
 

@@ -124,7 +124,7 @@ STORY: list[tuple[str, Step]] = [
                                                  callback_domain="example.com")),
     ("bad app type", lambda h, s: h.add_consumer(app_type="enterprise")),
     ("bad consumer key", lambda h, s: h.add_consumer(consumer_key="has spaces")),
-    ("bad certificate list", lambda h, s: h.add_consumer(client_certificates="PEM")),  # type: ignore[arg-type]
+    ("bad certificate list", lambda h, s: h.add_consumer(client_certificates="PEM")),
     ("rename", lambda h, s: h.update_consumer(h.consumer_key, name="Renamed")["name"]),
     ("unknown consumer", lambda h, s: h.update_consumer("NOSUCHCONSUMER", name="x")),
     ("issue certificate", _cert),
@@ -182,7 +182,7 @@ def skeleton(value: Any) -> Any:
 
 def tell(handle: MockHandle) -> list[tuple[str, Any, Any]]:
     seen: dict[str, Any] = {}
-    told = []
+    told: list[tuple[str, Any, Any]] = []
     for name, step in STORY:
         try:
             result = step(handle, seen)
