@@ -244,6 +244,10 @@ def test_clean(xero_client):
         "*_ test_passes_but_the_mock_broke _*",
         "the mock hit 1 internal error(s) during this test:",
         "  GET /api.xro/2.0/Contacts -> 500: RuntimeError: kaboom in the mock",
+        "    Traceback (most recent call last):",  # the server's, from its journal
+        "*mockxero/api.py*",
+        "*raise RuntimeError(\"kaboom in the mock\")",
+        "    RuntimeError: kaboom in the mock",
     ])
     result.stdout.fnmatch_lines([
         "*_ test_fails_and_the_mock_broke _*",
