@@ -51,6 +51,14 @@ def folder(prefix: str) -> str:
     return FOLDERS[-1]
 
 
+def per_call(action: Callable[[], Any], calls: int, rounds: int) -> float:
+    def many() -> None:
+        for _ in range(calls):
+            action()
+
+    return timed(many, rounds) / calls
+
+
 def start_plugin_way() -> MockXero:
     folder_ = folder("bench-plugin-")
     CertBundle.generate(folder_, client_key_type=trustme.KeyType.ECDSA)
@@ -110,13 +118,13 @@ def main() -> None:
             mock.reset()
 
         n = args.tests
-        fixture = timed(lambda: [mockxero_fixture() for _ in range(n)], args.rounds) / n
-        reset = timed(lambda: [reset_only() for _ in range(n)], args.rounds) / n
+        fixture = per_call(lambda: mockxero_fixture(), n, args.rounds)
+        reset = per_call(lambda: reset_only(), n, args.rounds)
         print(f"mockxero per test: {fixture * 1e6:7.1f} us (reset alone {reset * 1e6:.1f} us)")
 
-        cached = timed(lambda: [connect(mock, key) for _ in range(n)], args.rounds) / n
-        pem = timed(lambda: [connect(mock, mock.rsa_key) for _ in range(n)], args.rounds) / n
-        rsa_tls = timed(lambda: [connect(rsa_mock, rsa_key) for _ in range(n)], args.rounds) / n
+        cached = per_call(lambda: connect(mock, key), n, args.rounds)
+        pem = per_call(lambda: connect(mock, mock.rsa_key), n, args.rounds)
+        rsa_tls = per_call(lambda: connect(rsa_mock, rsa_key), n, args.rounds)
         print(f"xero_client per test: {cached * 1000:6.2f} ms   key as PEM {pem * 1000:6.2f} ms "
               f"(ratio {cached / pem:.2f})   RSA client certificate {rsa_tls * 1000:6.2f} ms "
               f"(ratio {cached / rsa_tls:.2f})")
