@@ -107,6 +107,34 @@ def test_xero_client(xero_client, mockxero):
     assert _mock_threads() == threads_before
 
 
+def test_the_in_process_mock_reads_mockxero_settings(pytester: pytest.Pytester,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOCKXERO_RATE_LIMIT", "off")
+    monkeypatch.setenv("MOCKXERO_ACCESS_TOKEN_TTL", "90")
+    monkeypatch.setenv("MOCKXERO_PORT", "1")               # host, port and folder stay the plugin's
+    pytester.makepyfile('''
+import json, time
+from mockxero.client import PartnerClient
+
+def test_settings(mockxero, xero_client):
+    assert mockxero.runtime_settings()["rate_limit"] == "off"
+    assert mockxero.url.startswith("https://127.0.0.1:") and not mockxero.url.endswith(":1")
+    assert 0 < xero_client.tokens.expires_at - time.time() <= 90
+    for _ in range(70):                                   # more than 60 a minute
+        xero_client.get("Organisation")
+
+def test_the_p12_bundle_works_too(mockxero):
+    password = json.loads((mockxero.certs_dir / "consumer.json").read_text())["p12_password"]
+    with PartnerClient(mockxero.consumer_key, mockxero.rsa_key, verify=str(mockxero.ca_path),
+                       client_cert=(mockxero.certs_dir / "entrust-client.p12", password),
+                       base_url=mockxero.url, authorize_url=mockxero.url + "/oauth/Authorize") as client:
+        request_token = client.fetch_request_token()
+        client.fetch_access_token(request_token, mockxero.authorize(request_token.token)["oauth_verifier"])
+        assert client.get("Organisation")["Organisations"]
+''')
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
 def test_reset_isolation_between_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile('''
 import pytest
@@ -146,6 +174,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from requests_oauthlib import OAuth1
+from mockxero import ControlError
 from mockxero.client import RateLimited
 
 @pytest.mark.mockxero(auto_approve=True, require_client_cert=False, rate_limit="1/100",
@@ -171,6 +200,10 @@ def test_marked(xero_client, mockxero):
                         verify=str(mockxero.ca_path), allow_redirects=False)
     assert page.status_code == 302
     assert parse_qs(urlsplit(page.headers["Location"]).query)["org"] == [au]
+    later = xero_client.fetch_request_token()
+    mockxero.advance(31)                        # request tokens live 30 s here
+    with pytest.raises(ControlError, match="expired"):
+        mockxero.authorize(later.token)
 
 def test_undone_after_the_test(mockxero_server):        # no reset here: the marker undid itself
     settings = mockxero_server.runtime_settings()
@@ -198,12 +231,17 @@ def test_unknown_setting(mockxero):
 @pytest.mark.mockxero(organisation="Nowhere Ltd")
 def test_unknown_organisation(mockxero):
     pass
+
+@pytest.mark.mockxero(True)
+def test_positional(mockxero_server):
+    pass
 ''')
     result = pytester.runpytest("-p", "no:randomly")
-    result.assert_outcomes(passed=4, errors=2)
+    result.assert_outcomes(passed=4, errors=3)
     result.stdout.fnmatch_lines([
         "*@pytest.mark.mockxero does not know colour; it takes auto_approve, require_client_cert*",
         "*ControlError: no organisation 'Nowhere Ltd'*",
+        "*@pytest.mark.mockxero takes keyword arguments only*",
     ])
 
 
