@@ -84,6 +84,9 @@ def mockxero_server(pytestconfig: pytest.Config) -> Iterator[MockHandle]:
 
 
 def _remote(config: pytest.Config, url: str) -> Iterator[MockHandle]:
+    import requests
+
+    from mockxero.operations import ControlError
     from mockxero.remote import RemoteMock
 
     certs = _option(config, "--mockxero-certs", "MOCKXERO_CERTS")
@@ -96,6 +99,12 @@ def _remote(config: pytest.Config, url: str) -> Iterator[MockHandle]:
     except ValueError as exc:
         raise pytest.UsageError(f"--mockxero-certs: {exc}") from None
     with remote:
+        try:
+            remote.health()
+        except ControlError as exc:
+            raise pytest.UsageError(f"the mock at {url} refused its control API: {exc}") from None
+        except requests.RequestException as exc:
+            raise pytest.UsageError(f"no mock answers at {url}: {exc}") from None
         yield remote
 
 

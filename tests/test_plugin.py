@@ -386,4 +386,10 @@ def test_an_external_mock_needs_its_certificates(pytester: pytest.Pytester,
     result = pytester.runpytest("--mockxero-url", url, "--mockxero-certs", str(certs),
                                 "--mockxero-admin-token", "wrong")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*Authorization: Bearer*"])
+    result.stdout.fnmatch_lines(["*the mock at * refused its control API: *Authorization: Bearer*"])
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        nowhere = f"https://127.0.0.1:{unused.getsockname()[1]}"
+    result = pytester.runpytest("--mockxero-url", nowhere, "--mockxero-certs", str(certs))
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*no mock answers at {nowhere}: *"])
