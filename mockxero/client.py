@@ -149,7 +149,7 @@ class Tokens:
 
 class _SessionClient(oauthlib.oauth1.Client):  # type: ignore[misc]
     """oauthlib's Client with ``oauth_session_handle`` among the protocol
-    parameters (OAuth Session 1.0 §4.1), so oauthlib signs it and it travels
+    parameters (the OAuth Session extension), so oauthlib signs it and it travels
     in the Authorization header, never in a URL that ends up in logs."""
 
     session_handle: str | None = None
@@ -262,6 +262,7 @@ class PartnerClient:
 
     Thread-safe: threads may share a client. Renewal happens inside the
     calls — proactively ``renew_margin`` seconds before the token's expiry
+    (at most a quarter of its lifetime, for a mock set to short tokens)
     (on this machine's clock) and, if Xero still answers ``token_expired``,
     once more with the call retried once — and exactly once however many
     threads find the token stale together. A revoked connection raises
@@ -305,6 +306,8 @@ class PartnerClient:
         self.timeout = timeout
         self.on_token_update = on_token_update
         self._tokens = tokens
+        #: How long before expiry the current tokens are renewed.
+        self._margin = self.renew_margin
         self._lock = threading.Lock()
         #: The token whose renewal Xero refused, and how: later callers holding
         #: the same token get the same error without asking again.
@@ -403,7 +406,7 @@ class PartnerClient:
         return tokens
 
     def _due(self, tokens: Tokens) -> bool:
-        return time.time() >= tokens.expires_at - self.renew_margin
+        return time.time() >= tokens.expires_at - self._margin
 
     def _renew_if_still(self, seen: Tokens) -> Tokens:
         """Renew unless another thread already did since ``seen`` was read."""
@@ -416,7 +419,8 @@ class PartnerClient:
     def _renew_locked(self, tokens: Tokens) -> Tokens:
         refused = self._refused
         if refused is not None and refused[0] == tokens.token:
-            raise refused[1]
+            earlier = refused[1]  # a fresh exception per caller: threads must not share a traceback
+            raise type(earlier)(earlier.status, earlier.problem, earlier.advice, earlier.response)
         if not tokens.session_handle:
             raise RuntimeError("these tokens have no session handle: they cannot be renewed")
         started = time.time()
@@ -431,6 +435,7 @@ class PartnerClient:
 
     def _store(self, tokens: Tokens) -> Tokens:
         self._tokens = tokens
+        self._margin = min(self.renew_margin, (tokens.expires_at - time.time()) / 4)
         if self.on_token_update is not None:
             self.on_token_update(tokens)
         return tokens
@@ -468,8 +473,8 @@ class PartnerClient:
               **kwargs: Any) -> requests.Response:
         # verify on every request: requests replaces a Session's verify with
         # REQUESTS_CA_BUNDLE when that is set. The adapter ignores it anyway.
-        kwargs.pop("verify", None)
-        kwargs.pop("cert", None)
+        if "verify" in kwargs or "cert" in kwargs:
+            raise TypeError("verify and the client certificate are fixed when the PartnerClient is made")
         response = self.session.request(method, self.base_url + path, auth=auth, verify=self.verify,
                                         timeout=kwargs.pop("timeout", self.timeout), **kwargs)
         if check and response.status_code != 200:

@@ -167,6 +167,14 @@ def test_no_client_certificate_is_the_403_7_page(xero: MockXero, make_client: Ma
     assert "missing" in error.advice
 
 
+def test_trust_is_not_changed_per_call(xero: MockXero, make_client: MakeClient) -> None:
+    client = make_client()
+    connect(xero, client)
+    for override in ({"verify": False}, {"cert": None}):
+        with pytest.raises(TypeError, match="fixed"):
+            client.get("Organisation", **override)
+
+
 def test_calls_before_the_exchange_say_what_to_do(make_client: MakeClient) -> None:
     client = make_client()
     with pytest.raises(RuntimeError, match="fetch_access_token"):

@@ -14,8 +14,9 @@ from .cli_support import MOCKXERO, assert_one_line_error, clean_env, run_cli
 
 DONE = "All 7 steps behaved as Xero would."
 
-#: A person at a browser: loads the Authorize page, keeps the first
-#: organisation, clicks Allow, and follows the redirect to the callback.
+#: A person at a browser: loads the Authorize page (its cookie and hidden
+#: fields), keeps the first organisation, clicks Allow, and follows the
+#: redirect to the callback.
 FAKE_BROWSER = r'''
 import os, re, sys
 import requests
@@ -25,11 +26,11 @@ session.trust_env = False
 ca = os.environ["FAKE_BROWSER_CA"]
 page = session.get(url, verify=ca, timeout=30)
 page.raise_for_status()
-token = re.search(r'name="oauth_token" value="([^"]+)"', page.text).group(1)
-org = re.search(r'<option value="([^"]+)" selected', page.text).group(1)
+form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+form["org"] = re.search(r'<option value="([^"]+)" selected', page.text).group(1)
+form["action"] = "allow"
 action = url.split("?")[0]
-done = session.post(action, data={"oauth_token": token, "org": org, "action": "allow"}, verify=ca,
-                    timeout=30)
+done = session.post(action, data=form, verify=ca, timeout=30)
 sys.exit(0 if done.status_code == 200 and "back to the terminal" in done.text else 1)
 '''
 
@@ -40,7 +41,7 @@ def test_demo_against_a_running_mock(xero: MockXero, certs_dir: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert DONE in result.stdout and result.stderr == ""
     for step in ("Request token", "Authorize", "Access token", "API call", "Time passes",
-                 "renews by itself", "disconnects"):
+                 "renews by itself", "Xero said token_expired; the client renewed once", "disconnects"):
         assert step in result.stdout
 
     # What the mock saw is the story told.
@@ -87,6 +88,22 @@ def test_demo_exits_1_when_a_step_does_not_go_as_xero_would(xero: MockXero, cert
     assert "Step 6 did not behave as Xero would." in result.stdout
     assert DONE not in result.stdout
     assert abs(xero.clock()["offset"]) < 5
+
+
+def test_demo_with_another_token_lifetime(certs_dir: Path) -> None:
+    with MockXero(port=0, certs=certs_dir, access_token_ttl=120) as short:
+        result = run_cli("demo", "--server", short.url, "--certs", str(certs_dir))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "valid for 2 minutes (this mock is set so; Xero gave 30)" in result.stdout
+        assert "clock moves 3 minutes on" in result.stdout
+        assert DONE in result.stdout
+
+
+def test_demo_help_names_its_options() -> None:
+    result = run_cli("demo", "--help")
+    assert result.returncode == 0
+    for option in ("--server", "--certs", "--browser", "MOCKXERO_ADMIN_TOKEN"):
+        assert option in result.stdout
 
 
 def test_demo_with_an_admin_token(certs_dir: Path) -> None:
