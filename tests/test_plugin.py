@@ -393,3 +393,15 @@ def test_an_external_mock_needs_its_certificates(pytester: pytest.Pytester,
     result = pytester.runpytest("--mockxero-url", nowhere, "--mockxero-certs", str(certs))
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*no mock answers at {nowhere}: *"])
+
+
+def test_the_compose_example_runs_against_a_mockxero_serve_process(pytester: pytest.Pytester,
+                                                                   external: tuple[str, Path]) -> None:
+    """examples/compose runs its test file in a container against the mock's
+    container; here the same file, the same options, a mockxero serve."""
+    url, certs = external
+    example = Path(__file__).resolve().parent.parent / "examples" / "compose" / "test_against_mock.py"
+    pytester.makepyfile(test_against_mock=example.read_text())
+    result = pytester.runpytest("--mockxero-url", url, "--mockxero-certs", str(certs),
+                                "--mockxero-admin-token", ADMIN_TOKEN)
+    result.assert_outcomes(passed=5)
