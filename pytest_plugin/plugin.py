@@ -65,6 +65,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[_LAST_SEEN] = {}
+    workers = config.getoption("numprocesses", None)  # pytest-xdist's -n
+    url = _option(config, "--mockxero-url", "MOCKXERO_URL")
+    if url and workers not in (None, 0, 1) and not hasattr(config, "workerinput"):
+        config.issue_config_time_warning(pytest.PytestWarning(
+            f"mockxero: {workers} xdist workers share the one mock at {url}, and every test resets "
+            "it; give each worker its own mock or run without -n"), stacklevel=2)
 
 
 def _option(config: pytest.Config, name: str, env: str) -> str | None:

@@ -405,3 +405,14 @@ def test_the_compose_example_runs_against_a_mockxero_serve_process(pytester: pyt
     result = pytester.runpytest("--mockxero-url", url, "--mockxero-certs", str(certs),
                                 "--mockxero-admin-token", ADMIN_TOKEN)
     result.assert_outcomes(passed=5)
+
+
+def test_xdist_workers_sharing_one_external_mock_are_warned(pytester: pytest.Pytester,
+                                                           external: tuple[str, Path]) -> None:
+    url, certs = external
+    pytester.makepyfile("def test_it(mockxero_server):\n    assert mockxero_server.health()\n")
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist", "--mockxero-url", url,
+                                           "--mockxero-certs", str(certs),
+                                           "--mockxero-admin-token", ADMIN_TOKEN)
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*mockxero: 2 xdist workers share the one mock at*"])
