@@ -53,7 +53,7 @@ def test_a_restart_in_process_brings_everything_back(paths: dict[str, Path], fir
                                  base_currency="GBP")
     first.add_organisation(name="Empty Ltd", short_code="!EMP", seed_data=False)
     loaded = first.load_data(org="!RST", contacts=[{"Name": "Kept Contact", "EmailAddress": "k@kept.co"}])
-    first.change_settings(auto_approve=True, rate_limit="7/70")
+    first.change_settings(auto_approve=True, rate_limit="7/70", access_token_ttl=600, organisation="!RST")
     pending = partner.get_request_token()
     before = {"consumers": first.consumers(), "organisations": first.organisations(),
               "data": first.data("!RST"), "connections": first.connections(),
