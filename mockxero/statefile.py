@@ -655,6 +655,9 @@ class StateFile:
                 return self._load(db)
             except sqlite3.Error as exc:
                 raise _explain(exc, self.path, "reading") from None
+            except (ValueError, TypeError) as exc:  # a value no mockxero wrote (edited by hand?)
+                raise StateFileError(f"state file {self.path} is damaged: {exc}; move it away to "
+                                     "start afresh") from None
 
     def _load(self, db: sqlite3.Connection) -> Snapshot:
         snap = Snapshot()

@@ -362,6 +362,17 @@ def test_a_damaged_record_is_named(path: Path) -> None:
         sf.load()
 
 
+def test_a_damaged_value_is_a_state_file_error(path: Path) -> None:
+    with open_file(path) as sf:
+        sf.put_consumer(consumer())
+    db = sqlite3.connect(path)
+    db.execute("UPDATE consumers SET client_certificates='{not json'")
+    db.commit()
+    db.close()
+    with open_file(path) as sf, pytest.raises(StateFileError, match="is damaged"):
+        sf.load()
+
+
 def test_another_programs_database_is_refused(path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE invoices (id INTEGER)")
