@@ -1,26 +1,13 @@
-"""The mockxero pytest plugin: fixtures, options and a marker, wired to
-:mod:`mockxero.testing` (which a ``unittest`` suite can call as well).
+"""The mockxero pytest plugin: options, the marker and the fixtures
+(``mockxero_server``, ``mockxero``, ``xero_client``; see the README), each
+a few lines calling :mod:`mockxero.testing`, which a ``unittest`` suite can
+call as well. A test during which the mock hit an internal error fails, with
+the mock's traceback in its report.
 
-* ``mockxero_server`` (session): a mock over mutual TLS on a free port of
-  127.0.0.1 in a background thread, with fresh certificates in a temporary
-  folder removed at the end; or, with ``--mockxero-url URL`` (or
-  ``MOCKXERO_URL``) and ``--mockxero-certs DIR`` (or ``MOCKXERO_CERTS``),
-  a :class:`mockxero.remote.RemoteMock` of a mock running elsewhere (a
-  container). Either way a :class:`mockxero.remote.MockHandle`: ``url``,
-  ``ca_path``, ``client_cert``, ``requests_kwargs()``, the demo consumer
-  (``consumer_key``, ``consumer_secret``, ``rsa_key``), ``certs_dir`` and
-  every control operation.
-* ``mockxero`` (function): the same handle after a full reset, with the
-  test's ``@pytest.mark.mockxero(...)`` settings applied and undone after.
-* ``xero_client`` (function): a :class:`mockxero.client.PartnerClient` for
-  the demo consumer, through the whole OAuth dance, ready for API calls.
-
-A test during which the mock hit an internal error fails, with the mock's
-error (and traceback, when the mock journals one) in its report.
-
-``mockxero.testing`` loads the server (Flask, cheroot, pyOpenSSL, trustme):
-it is imported where a fixture or hook first needs it, so that a pytest run
-that uses none of these fixtures does not pay for it.
+pytest loads this module in every run: ``mockxero.testing`` (which loads
+the server: Flask, cheroot, pyOpenSSL, trustme) is imported where a fixture
+or hook first needs it, by name from ``mockxero.testing`` so that pytester's
+fresh module snapshots get a fresh copy, never a stale package attribute.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ run them through pytest)."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -237,3 +238,14 @@ def test_the_modules_unittest_example_runs_without_pytest(tmp_path: Path) -> Non
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Ran 1 test" in run.stderr and "test_contacts" in run.stderr
     assert "pytest loaded: False" in run.stdout
+
+
+def test_pytest_loading_the_plugin_loads_no_server() -> None:
+    """pytest imports the plugin in every run, whether a test uses a mock or
+    not: the server's libraries wait for the first fixture that needs them."""
+    code = ("import sys, json, mockxero_pytest.plugin\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('flask', 'werkzeug', 'cheroot', 'OpenSSL', 'trustme') or m.startswith('mockxero.'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env=clean_env())
+    assert json.loads(loaded.stdout) == []
