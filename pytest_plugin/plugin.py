@@ -80,9 +80,9 @@ def mockxero_server(pytestconfig: pytest.Config) -> Iterator[MockHandle]:
     if not certs:
         raise pytest.UsageError(f"--mockxero-url {url} needs --mockxero-certs DIR (or MOCKXERO_CERTS): "
                                 "the mock's certificates folder, for its CA and demo consumer")
+    token = _option(pytestconfig, "--mockxero-admin-token", "MOCKXERO_ADMIN_TOKEN")
     try:
-        remote = connect_remote(url, certs, _option(pytestconfig, "--mockxero-admin-token",
-                                                            "MOCKXERO_ADMIN_TOKEN"))
+        remote = connect_remote(url, certs, token)
     except MockUnavailable as exc:
         raise pytest.UsageError(str(exc)) from None
     except ValueError as exc:
