@@ -88,11 +88,12 @@ def in_process_mock() -> Iterator[MockXero]:
     Every TLS key is ECDSA, the Entrust client key's too, so the one RSA key
     to make is the application's (RSA-SHA1 needs it): start-up stays well
     under a second. Other settings come from the ``MOCKXERO_*`` environment
-    (``MOCKXERO_RATE_LIMIT=off``, ...); host, port and folder are this
-    function's, so parallel test processes cannot clash."""
+    (``MOCKXERO_RATE_LIMIT=off``, ...); host, port, folder and state (none)
+    are this function's, so parallel test processes cannot clash."""
     with tempfile.TemporaryDirectory(prefix="mockxero-") as folder:
         CertBundle.generate(folder, client_key_type=trustme.KeyType.ECDSA)
         settings = Settings.from_env(host="127.0.0.1", port=0, certs=Path(folder), hostnames=())
+        settings = settings.replace(state=None)  # a MOCKXERO_STATE meant for a container is not ours
         with MockXero(settings) as mock:
             yield mock
 

@@ -225,3 +225,17 @@ def test_a_row_mockxero_cannot_use_is_a_clear_error(paths: dict[str, Path], firs
         mock(paths)
     with pytest.raises(StateFileError, match="holds something mockxero cannot use"):
         mock(paths)  # the refusal let go of the file
+
+
+def test_the_test_helpers_mock_ignores_a_state_file_in_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MOCKXERO_STATE set for a container must not reach the throwaway mock
+    of the pytest plugin (fresh certificates every time: the file would be
+    refused, or shared by parallel workers)."""
+    from mockxero.testing import in_process_mock
+
+    monkeypatch.setenv("MOCKXERO_STATE", str(tmp_path / "state.sqlite"))
+    with in_process_mock() as xero:
+        assert xero.settings.state is None
+        xero.add_consumer(name="throwaway")
+    assert not (tmp_path / "state.sqlite").exists()
