@@ -547,9 +547,11 @@ class StateFile:
                                " AND record_id=?",
                                [(organisation_id, collection, rid) for rid in record_ids])
 
-    def put_connection(self, row: ConnectionRow) -> None:
+    def put_connection(self, row: ConnectionRow, last: bool = False) -> None:
         """A consumer's connection to an organisation (there is at most one),
-        added or updated — also when a renewal gave it a new session handle."""
+        added or updated — also when a renewal gave it a new session handle.
+        An update keeps its place, or with ``last`` goes to the end (as a
+        renewed or replaced connection does in the store)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO connections VALUES (?, ?, (SELECT coalesce(max(position), 0) + 1"
@@ -558,7 +560,8 @@ class StateFile:
                 " access_token=excluded.access_token, access_secret=excluded.access_secret,"
                 " token_expires_at=excluded.token_expires_at,"
                 " authorization_expires_at=excluded.authorization_expires_at,"
-                " created_at=excluded.created_at",
+                " created_at=excluded.created_at"
+                + (", position=excluded.position" if last else ""),
                 (row.consumer_key, row.organisation_id, row.session_handle, row.access_token,
                  row.access_secret, row.token_expires_at, row.authorization_expires_at,
                  row.created_at))

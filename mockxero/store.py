@@ -826,17 +826,22 @@ class _WriteThrough:
 
     def connection(self, new: Connection | None, old: Connection | None = None,
                    why: str | None = None) -> None:
-        """``old`` (if any) goes, retired for ``why``; ``new`` (if any) is stored."""
+        """``old`` (if any) goes, retired for ``why``; ``new`` (if any) is
+        stored — last, like the store's dict, when it takes ``old``'s place
+        (a renewal, or a new dance of the same consumer and organisation)."""
         if self.file is None:
             return
         with self.file.transaction():
             if old is not None:
-                self.file.delete_connection(old.session_handle)
+                if new is None or (new.consumer_key, new.organisation_id) != (old.consumer_key,
+                                                                              old.organisation_id):
+                    self.file.delete_connection(old.session_handle)
                 if why is not None:
                     self.file.retire_token(old.access_token, old.session_handle, why,
                                            self.evicted_by(old.access_token))
             if new is not None:
-                self.file.put_connection(statefile.row_of(statefile.ConnectionRow, new))
+                self.file.put_connection(statefile.row_of(statefile.ConnectionRow, new),
+                                         last=old is not None)
 
     def forget(self, request_tokens: Iterable[str], connections: Iterable[Connection]) -> None:
         if self.file is not None:

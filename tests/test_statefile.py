@@ -172,6 +172,18 @@ def test_each_write_method(path: Path) -> None:
     assert snap.switches is None
 
 
+def test_an_updated_connection_keeps_its_place_or_goes_last(path: Path) -> None:
+    with open_file(path) as sf:
+        for n in (1, 2, 3):
+            sf.put_connection(connection(n))
+        expired = dataclasses.replace(connection(1), token_expires_at=0.0)
+        sf.put_connection(expired)
+        assert [c.consumer_key for c in sf.load().connections] == ["CK1", "CK2", "CK3"]
+        renewed = dataclasses.replace(connection(2), access_token="T2b", session_handle="H2b")
+        sf.put_connection(renewed, last=True)
+        assert sf.load().connections == [expired, connection(3), renewed]
+
+
 def test_records_update_in_place_append_replace_delete(path: Path) -> None:
     with open_file(path) as sf:
         sf.put_records("o", "Contacts", {"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}})
