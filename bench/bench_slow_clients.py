@@ -154,7 +154,8 @@ def measure(certs: Path, kind: str, n: int, args: argparse.Namespace) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--counts", default="16,64,256")
     parser.add_argument("--kinds", default="half,trickle,idle")
     parser.add_argument("--patience", type=float, default=30.0)

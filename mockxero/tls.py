@@ -408,9 +408,11 @@ def read_chunked(rfile: Any, limit: int, max_trailers: int) -> bytes:
         if not _CHUNK_SIZE.fullmatch(size_text):
             raise HeadError(400, f"Bad chunk size {size_text[:40]!r}")
         digits = size_text.lstrip(b"0")
-        if len(digits) > 15 or len(body) + int(digits or b"0", 16) > limit:
-            raise HeadError(413, f"The chunked body is larger than {limit} bytes")
+        if len(digits) > 16:
+            raise HeadError(400, "A chunk size beyond 64 bits")
         size = int(digits or b"0", 16)
+        if len(body) + size > limit:
+            raise HeadError(413, f"The chunked body is larger than {limit} bytes")
         if size == 0:
             break
         data = rfile.read(size)
