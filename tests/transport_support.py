@@ -49,9 +49,10 @@ class Reply:
         return self.headers.get("connection", "").lower() == "close"
 
 
-def read_reply(sock: ssl.SSLSocket, buffered: bytearray | None = None) -> Reply:
+def read_reply(sock: ssl.SSLSocket, buffered: bytearray | None = None, head_only: bool = False) -> Reply:
     """One response (Content-Length or chunked framed) off the socket;
-    ``buffered`` carries bytes over between pipelined responses."""
+    ``buffered`` carries bytes over between pipelined responses; the answer
+    to a HEAD request (``head_only``) has no body whatever its headers say."""
     buf = buffered if buffered is not None else bytearray()
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
@@ -67,6 +68,8 @@ def read_reply(sock: ssl.SSLSocket, buffered: bytearray | None = None) -> Reply:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     status = int(status_line.split(" ", 2)[1])
+    if head_only or status in (204, 304) or 100 <= status < 200:
+        return Reply(status, headers, b"", head)
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = bytearray()
         while True:
