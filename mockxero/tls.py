@@ -355,7 +355,9 @@ class _Head:
             if b"\r" in line:
                 raise HeadError(400, "A bare CR in a header field")
             if line[:1] in (b" ", b"\t"):
-                continue  # an obsolete continuation line; cheroot folds it
+                # RFC 9112 §5.2 lets a server refuse obs-fold; cheroot's own
+                # folding crashed (a 500) on one right after the request line
+                raise HeadError(400, "A header line starts with white space (obsolete line folding)")
             name, colon, value = line.partition(b":")
             if not colon or not _TOKEN.fullmatch(name):
                 raise HeadError(400, "A malformed header field (a name, a colon, a value)")

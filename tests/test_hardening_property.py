@@ -49,6 +49,11 @@ OAUTH_PROBLEM_TYPE = "text/html; charset=utf-8"
 PLACES = ("header", "query", "body")
 BROKEN_FRAMINGS = ("two lengths", "negative length", "chunk overflow", "chunk not hex", "chunk overrun")
 TRANSPORT_TYPE = "text/plain; charset=utf-8"
+#: Header lines a careless client or an attacker may send (obs-fold, no
+#: name, no colon, NUL, a second Host, a Content-Length that lies).
+HEADER_LINES = (" folded: x", "\tX: y", ": no name", "NoColon", "X-Nul: a\x00b", "Host: evil.example",
+                "Content-Length: 0", "Transfer-Encoding: identity", "Expect: 100-continue",
+                "Authorization: OAuth", "X-Forwarded-Host: evil.example", "Connection: close")
 
 
 @dataclasses.dataclass
@@ -74,6 +79,8 @@ class Draft:
     extra_body: bytes = b""
     #: How the body is framed: "length", "chunked", or a broken framing.
     framing: str = "length"
+    #: Raw header lines put right after the request line.
+    raw_lines: tuple[str, ...] = ()
 
     def wire(self, host: str) -> bytes:
         def enc(p: Param) -> str:
@@ -84,7 +91,8 @@ class Draft:
         body = "&".join(f"{quote(p.name, safe='~')}={enc(p)}" for p in self.params if p.place == "body")
         body_bytes = body.encode("utf-8", "surrogatepass") + self.extra_body
         target = self.path + ("?" + query if query else "")
-        lines = [f"{self.method} {target} HTTP/1.1", f"Host: {host}", "Accept: application/json"]
+        lines = [f"{self.method} {target} HTTP/1.1", *self.raw_lines, f"Host: {host}",
+                 "Accept: application/json"]
         if header:
             q = '"' if self.quote_values else ""
             fields = self.header_separator.join(f"{quote(p.name, safe='~')}={q}{enc(p)}{q}" for p in header)
@@ -148,7 +156,9 @@ class Session:
             self.sock = open_tls(self.ctx, self.mock.port, timeout=10)
             self.sock.sendall(request)
             reply = read_reply(self.sock, self.buffered, head_only)
-        if reply.closes:
+        while reply.status == 100 and self.sock is not None:  # Expect: 100-continue's interim answer
+            reply = read_reply(self.sock, self.buffered, head_only)
+        if reply.closes or self.buffered:  # a close, or more than one answer: start afresh
             self.close()
         return reply
 
@@ -226,6 +236,7 @@ def mutation(draw: Any) -> tuple[Any, ...]:
     kind = draw(st.sampled_from([
         "drop", "duplicate", "move", "empty", "huge", "text", "broken encoding", "method", "content type",
         "scheme", "separator", "unquoted", "junk param", "junk body", "framing",
+        "header line",
     ]))
     index = draw(st.integers(min_value=0, max_value=40))
     if kind in ("duplicate", "move"):
@@ -255,6 +266,9 @@ def mutation(draw: Any) -> tuple[Any, ...]:
         return kind, index, draw(st.binary(max_size=60))
     if kind == "framing":
         return kind, index, draw(st.sampled_from([*BROKEN_FRAMINGS, "chunked"]))
+    if kind == "header line":
+        # (never an empty line: that would end the head early and make the rest a second request)
+        return kind, index, draw(st.one_of(st.sampled_from(HEADER_LINES), texts.filter(bool)))
     return kind, index
 
 
@@ -293,6 +307,8 @@ def mutate(draft: Draft, change: tuple[Any, ...]) -> None:
         draft.extra_body = change[2]
     elif kind == "framing":
         draft.framing = change[2]
+    elif kind == "header line":
+        draft.raw_lines = (*draft.raw_lines, change[2])
 
 
 # -- the property ---------------------------------------------------------------------------------

@@ -229,6 +229,9 @@ BROKEN_FRAMING = {
     "bare LF line endings": b"GET /_mockxero/health HTTP/1.1\nHost: x\n\n",
     "space before the colon": b"GET /_mockxero/health HTTP/1.1\r\nHost : x\r\n\r\n",
     "header line without a colon": b"GET /_mockxero/health HTTP/1.1\r\nHost x\r\n\r\n",
+    # cheroot's folding crashed on this one with UnboundLocalError: a 500
+    "white space before the first header": b"GET /_mockxero/health HTTP/1.1\r\n Host: x\r\n\r\n",
+    "obsolete line folding": b"GET /_mockxero/health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  b\r\n\r\n",
     "Transfer-Encoding on HTTP/1.0": b"POST /oauth/RequestToken HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"
                                      b"\r\n0\r\n\r\n",
     "an empty request line": b"\r\n\r\n",
