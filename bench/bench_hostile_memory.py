@@ -35,12 +35,10 @@ import oauthlib.oauth1
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 
-def start_server(certs: Path, arenas: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(certs: Path, malloc: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     import re
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if arenas:
-        env["MALLOC_ARENA_MAX"] = arenas
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **malloc}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mockxero.cli", "serve", "--port", "0", "--certs", str(certs),
          "--rate-limit", "off"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -101,10 +99,11 @@ class Client:
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
-def hostile_pass(client: Client, seed: int) -> dict[str, int]:
+def hostile_pass(client: Client, seed: int, bad_signatures: bool = True) -> dict[str, int]:
     rng = random.Random(seed)
     jobs: list[bytes] = []
-    jobs += [client.signed("POST", "/oauth/RequestToken", b"%" * 1_000_000, break_signature=True)] * 10
+    if bad_signatures:  # each journals its base string (issue 11, item 3: the application's part)
+        jobs += [client.signed("POST", "/oauth/RequestToken", b"%" * 1_000_000, break_signature=True)] * 10
     big_headers = "".join(f"X-Pad-{i}: {'p' * 1000}\r\n" for i in range(60))
     jobs += [client.signed("POST", "/oauth/RequestToken", extra_headers=big_headers)] * 50
     long_line = f"GET /_mockxero/health?{'q' * 30000} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -145,17 +144,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arenas", default="", help="MALLOC_ARENA_MAX for the server (default: unset)")
+    parser.add_argument("--mmap-threshold", default="",
+                        help="MALLOC_MMAP_THRESHOLD_ for the server (default: unset, glibc's dynamic one)")
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--no-bad-signatures", action="store_true",
+                        help="leave out the 1 MB bodies with a wrong signature (the journal's share)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         certs = Path(tmp) / "certs"
-        proc, base = start_server(certs, args.arenas)
+        malloc = {"MALLOC_ARENA_MAX": args.arenas, "MALLOC_MMAP_THRESHOLD_": args.mmap_threshold}
+        proc, base = start_server(certs, {k: v for k, v in malloc.items() if v})
         try:
             client = Client(certs, base)
             report: dict[str, object] = {"MALLOC_ARENA_MAX": args.arenas or "unset",
+                                         "MALLOC_MMAP_THRESHOLD_": args.mmap_threshold or "unset",
                                          "rss_mib_started": rss_mib(proc.pid)}
             for n in range(1, args.passes + 1):
-                statuses = hostile_pass(client, seed=11)
+                statuses = hostile_pass(client, seed=11, bad_signatures=not args.no_bad_signatures)
                 time.sleep(0.5)
                 report[f"pass{n}_statuses"] = statuses
                 report[f"rss_mib_after_pass{n}"] = rss_mib(proc.pid)
