@@ -12,6 +12,7 @@ measurements behind the settings below.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import io
@@ -299,6 +300,8 @@ class _Head:
         #: Once the head is complete and sound: how many bytes to buffer
         #: before handing the request to a worker.
         self.wanted: int | None = None
+        #: The worker will read (part of) the body off the network.
+        self.body_in_worker = False
 
     def feed(self, data: bytes) -> None:
         if data and self.started is None:
@@ -386,10 +389,9 @@ class _Head:
             if len(values) > 1:
                 raise HeadError(400, "Two different Content-Length values")
             body = values.pop()
-        if body is None or body > limits.buffered_body or expect_continue:
-            self.wanted = end  # the worker reads the body (and says 100 Continue)
-        else:
-            self.wanted = end + body
+        self.body_in_worker = body is None or (body > 0 and (body > limits.buffered_body or expect_continue))
+        # the worker reads a chunked or large body (and says 100 Continue); a small one comes with the head
+        self.wanted = end if self.body_in_worker else end + (body or 0)
 
 
 class _BadChunk(Exception):
@@ -479,9 +481,14 @@ class _Connection(cheroot.server.HTTPConnection):
     head: _Head
     accepted = 0.0
     linger_until = 0.0
+    #: It is one of the few requests whose body a worker reads off the network.
+    holds_body_slot = False
+    parked_until = 0.0
     rfile: _Reader
+    server: _Server
 
     def close(self) -> None:
+        self.server.release_body_slot(self)
         tls_ready = self.phase in ("head", "worker")
         if self.phase == "head" and self.head.started is not None:
             # the head's deadline passed (the selector's sweep closes us): say so
@@ -523,6 +530,17 @@ class _Server(cheroot.wsgi.Server):
     #: cheroot's ConnectionManager (the selector), made by ``prepare()``.
     _connections: Any
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: At most this many workers read request bodies off the network at
+        #: once (a chunked or large body, which a slow client can stretch to
+        #: the socket timeout); the others stay free for complete requests.
+        #: Requests over the count wait, unread, for a turn.
+        self.body_readers = max(1, int(self.requests.min) // 2)
+        self._body_reading = 0
+        self._waiting_for_body_slot: collections.deque[Any] = collections.deque()
+        self._slots = threading.Lock()
+
     def process_conn(self, conn: Any) -> None:
         phase = conn.phase
         if phase == "worker" or not isinstance(conn.socket, SSL.Connection):
@@ -538,6 +556,7 @@ class _Server(cheroot.wsgi.Server):
         """A worker is done with a request and the connection stays open:
         back to waiting for the next head, starting with whatever the client
         already sent after the last request (pipelining)."""
+        self.release_body_slot(conn)
         if not self.ready or not isinstance(conn.socket, SSL.Connection):
             super().put_conn(conn)
             return
@@ -594,10 +613,9 @@ class _Server(cheroot.wsgi.Server):
                     break
                 head.feed(data)
             else:
-                conn.phase = "worker"
                 conn.rfile.source.unread[:] = head.buffer
-                conn.rfile.source.deadline = time.monotonic() + self.timeout
-                super().process_conn(conn)
+                if not head.body_in_worker or self._take_body_slot(conn):
+                    self._to_worker(conn)
                 return
         except HeadError as refused:
             self._refuse(conn, refused.status, refused.message)
@@ -616,6 +634,53 @@ class _Server(cheroot.wsgi.Server):
             self._wait(conn, None)  # idle keep-alive: cheroot's ``timeout``
         else:
             self._wait(conn, head.started + self.limits.header_timeout)
+
+    def _to_worker(self, conn: Any) -> None:
+        conn.phase = "worker"
+        conn.rfile.source.deadline = time.monotonic() + self.timeout  # for the body, the answer
+        super().process_conn(conn)
+
+    def _take_body_slot(self, conn: Any) -> bool:
+        """True if a worker may read this request's body now; else it waits
+        (off the selector, its bytes unread) for ``release_body_slot``."""
+        with self._slots:
+            if self._body_reading < self.body_readers:
+                self._body_reading += 1
+                conn.holds_body_slot = True
+                return True
+            conn.phase = "parked"
+            conn.parked_until = time.time() + self.timeout
+            self._waiting_for_body_slot.append(conn)
+            return False
+
+    def release_body_slot(self, conn: Any) -> None:
+        """The request holding a body slot is done: the next waiting one gets
+        it; those that waited past the socket timeout get a 503."""
+        if not conn.holds_body_slot:
+            return
+        conn.holds_body_slot = False
+        now, given, expired = time.time(), None, []
+        with self._slots:
+            self._body_reading -= 1
+            while self._waiting_for_body_slot and given is None:
+                waiting = self._waiting_for_body_slot.popleft()
+                if waiting.parked_until < now:
+                    expired.append(waiting)
+                else:
+                    self._body_reading += 1
+                    waiting.holds_body_slot = True
+                    given = waiting
+        for waiting in expired:
+            self._refuse(waiting, 503, "Too many request bodies are being read; try again")
+        if given is not None and self.ready:
+            self._to_worker(given)
+
+    def stop(self) -> None:
+        super().stop()
+        with self._slots:
+            waiting, self._waiting_for_body_slot = list(self._waiting_for_body_slot), collections.deque()
+        for conn in waiting:
+            self._drop(conn, "the server stops")
 
     def _wait(self, conn: Any, deadline: float | None) -> None:
         """Back into the selector until the client sends more; closed by the

@@ -127,6 +127,21 @@ def test_hundreds_of_slow_clients_do_not_hold_a_worker(mock: MockXero, ctx: ssl.
     assert read_reply(idle[0]).status == 200
 
 
+def test_slow_large_bodies_leave_workers_for_everyone_else(mock: MockXero, ctx: ssl.SSLContext,
+                                                          crowd: Crowd) -> None:
+    """A body too large to read with the head is read by a worker, which a
+    slow client can hold until the socket timeout; at most half the workers
+    do that at once, the other requests of that kind wait their turn."""
+    head = (b"POST /oauth/RequestToken HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+    chunked = (b"POST /oauth/RequestToken HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+               b"Content-Type: application/x-www-form-urlencoded\r\n\r\nfffff\r\n")
+    slow = crowd.add(8, head + b"x=" + b"a" * 100000) + crowd.add(8, chunked + b"b" * 1000)
+    for _ in range(3):
+        assert_good_client_served(mock, ctx)
+    assert all(still_open(s) for s in slow)
+
+
 def test_a_keep_alive_connection_waits_off_the_workers_between_requests(
         mock: MockXero, ctx: ssl.SSLContext, crowd: Crowd) -> None:
     """Connections that were served once and then went quiet (the usual
