@@ -670,10 +670,20 @@ class _Server(cheroot.wsgi.Server):
                     self._body_reading += 1
                     waiting.holds_body_slot = True
                     given = waiting
+        # This runs in a worker's clean-up (cheroot lets nothing escape there):
+        # whatever goes wrong with another client's connection stays with it.
         for waiting in expired:
-            self._refuse(waiting, 503, "Too many request bodies are being read; try again")
-        if given is not None and self.ready:
-            self._to_worker(given)
+            try:
+                self._refuse(waiting, 503, "Too many request bodies are being read; try again")
+            except Exception:
+                self._drop(waiting, "could not refuse a request that waited too long")
+        if given is not None:
+            try:
+                if not self.ready:
+                    raise RuntimeError("the server is stopping")
+                self._to_worker(given)
+            except Exception:
+                self._drop(given, "could not hand a waiting request to a worker")
 
     def stop(self) -> None:
         super().stop()
