@@ -10,6 +10,7 @@ Kinds of slow client (all after a complete handshake):
   half     sends half a request line and stops
   trickle  sends a request line one byte every --trickle seconds
   idle     sends nothing
+  body     sends a head promising a 1 MB body, 64 KB of it, and stops
 
     python bench/bench_slow_clients.py [--counts 16,64,256] [--kinds half,trickle,idle]
 
@@ -116,6 +117,9 @@ def measure(certs: Path, kind: str, n: int, args: argparse.Namespace) -> dict[st
             sock = open_tls(ctx, host, port, 60)
             if kind in ("half", "trickle"):
                 sock.sendall(LINE[:20] if kind == "half" else LINE[:1])
+            elif kind == "body":
+                sock.sendall(b"POST /oauth/RequestToken HTTP/1.1\r\nHost: localhost\r\n"
+                             b"Content-Length: 1000000\r\n\r\n" + b"x" * 65536)
             slow.append(sock)
 
         def trickle() -> None:
