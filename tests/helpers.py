@@ -24,7 +24,7 @@ QUERY = oauthlib.oauth1.SIGNATURE_TYPE_QUERY
 BODY = oauthlib.oauth1.SIGNATURE_TYPE_BODY
 
 
-class ExtraParamsClient(oauthlib.oauth1.Client):
+class ExtraParamsClient(oauthlib.oauth1.Client):  # type: ignore[misc]
     """oauthlib's Client, able to put more oauth_* parameters (such as
     oauth_session_handle) among the signed protocol parameters, wherever the
     signature type puts them."""
@@ -70,7 +70,7 @@ class Control:
         self.xero = xero
         self.session = requests.Session()
         self.session.trust_env = False
-        self.session.verify = str(xero.certs.path("ca.pem"))
+        self.session.verify = str(xero.ca_path)
         if admin_token is not None:
             self.session.headers["Authorization"] = f"Bearer {admin_token}"
 
@@ -121,7 +121,7 @@ class Partner:
         self.signature_method = signature_method
         self.session = requests.Session()
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-        self.session.verify = str(xero.certs.path("ca.pem"))
+        self.session.verify = str(xero.ca_path)
         self.session.cert = cert
 
     def close(self) -> None:
@@ -237,3 +237,15 @@ def problem_of(response: requests.Response) -> dict[str, str]:
     data = parse_form(response.text)
     assert "oauth_problem" in data and "oauth_problem_advice" in data, response.text
     return data
+
+
+CSRF_COOKIE = "mockxero_csrf"
+
+
+def csrf_form(session: requests.Session, xero: Any, **fields: str) -> dict[str, str]:
+    """``fields`` plus the CSRF token a browser would post: the token of the
+    double-submit cookie, fetched from the Add-ons page if the session has
+    none yet."""
+    if CSRF_COOKIE not in session.cookies:
+        assert session.get(xero.url + "/addons").status_code == 200
+    return {**fields, "csrf_token": str(session.cookies[CSRF_COOKIE])}
