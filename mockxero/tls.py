@@ -503,6 +503,8 @@ class _Server(cheroot.wsgi.Server):
 
     handshake_timeout: float = 5.0
     limits = Limits()
+    #: Open connections waiting in the selector, at most; see ``_evict_one``.
+    max_connections = 4096
     #: Seconds a refused connection is drained before it is closed.
     linger_time = 2.0
     #: cheroot's ConnectionManager (the selector), made by ``prepare()``.
@@ -547,6 +549,8 @@ class _Server(cheroot.wsgi.Server):
         sock = conn.socket
         if not conn.accepted:  # just accepted
             conn.accepted = time.time()
+            if self._connections._num_connections >= self.max_connections:
+                self._evict_one()
         try:
             sock.do_handshake()
         except SSL.WantReadError:
@@ -670,6 +674,27 @@ class _Server(cheroot.wsgi.Server):
         for conn in waiting:
             self._drop(conn, "the server stops")
 
+    def _evict_one(self) -> None:
+        """Too many open connections (file descriptors run out before threads
+        do, and then accept() fails for everyone): close the oldest of those
+        still in a handshake or a half-sent head, or else the oldest idle one."""
+        candidates = [
+            (0 if conn.phase != "head" or conn.head.started is not None else 1, conn.accepted, fd, conn)
+            for fd, conn in self._connections._selector.connections
+            if conn is not self and getattr(conn, "phase", None) in ("handshake", "head", "linger")
+        ]
+        if not candidates:
+            return
+        _, _, fd, conn = min(candidates, key=lambda c: (c[0], c[1]))
+        self._connections._selector.unregister(fd)
+        self._drop_slow(conn)
+
+    def _drop_slow(self, conn: Any) -> None:
+        log.debug("evicting a connection from %s (phase %s)", getattr(conn, "remote_addr", "?"), conn.phase)
+        with contextlib.suppress(OSError, SSL.Error):
+            conn.close()  # a half-sent head hears 408 first
+        conn.phase = "closed"
+
     def _wait(self, conn: Any, deadline: float | None) -> None:
         """Back into the selector until the client sends more; closed by the
         selector's sweep at ``deadline`` (time.time()), or after the idle
@@ -740,6 +765,20 @@ class _Server(cheroot.wsgi.Server):
             self._drop(conn, "no worker free")
 
 
+def _connection_ceiling() -> int:
+    """How many connections may wait in the selector: below this process's
+    file-descriptor limit, leaving room for workers, files and the listener."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 1000
+    if soft == resource.RLIM_INFINITY:
+        return 16384
+    return max(64, min(16384, soft - 128))
+
+
 class HTTPSServer:
     """One HTTPS listener in a background thread: ``start()`` binds (port 0
     picks a free one) and returns once it accepts; ``stop()`` closes it."""
@@ -757,6 +796,7 @@ class HTTPSServer:
         max_header_bytes: int = Limits.max_header_bytes,
         max_header_count: int = Limits.max_header_count,
         header_timeout: float = Limits.header_timeout,
+        max_connections: int | None = None,
     ) -> None:
         self._server = _Server(
             (host, port), app, numthreads=threads, server_name="mockxero",
@@ -772,6 +812,7 @@ class HTTPSServer:
         # Idle keep-alive connections wait in a selector, not in a worker; let
         # a test suite keep many of them open.
         self._server.keep_alive_conn_limit = 512
+        self._server.max_connections = max_connections or _connection_ceiling()
         self._thread: threading.Thread | None = None
 
     @property

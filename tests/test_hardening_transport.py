@@ -142,6 +142,27 @@ def test_slow_large_bodies_leave_workers_for_everyone_else(mock: MockXero, ctx: 
     assert all(still_open(s) for s in slow)
 
 
+def test_past_the_connection_ceiling_the_oldest_slow_client_makes_room(
+        mock: MockXero, ctx: ssl.SSLContext) -> None:
+    """File descriptors run out before threads do: beyond ``max_connections``
+    (derived from the process's descriptor limit; 40 here) each new
+    connection closes the oldest one still stuck in its head, which hears a 408."""
+    with listener(mock, threads=4, timeout=30, max_connections=40) as server:
+        crowd = Crowd(ctx, server.port)
+        try:
+            stuck = crowd.add(60, STALLS["half the headers"])
+            health = exchange(server.port, ctx, health_request())
+            assert health.status == 200
+            oldest = read_reply(stuck[0])
+            assert oldest.status == 408 and oldest.closes
+            evicted = [s for s in stuck[1:] if not still_open(s)]
+            assert len(evicted) >= 19
+            assert evicted == stuck[1:1 + len(evicted)]  # the oldest went first
+            assert all(still_open(s) for s in stuck[-30:])
+        finally:
+            crowd.close()
+
+
 def test_a_keep_alive_connection_waits_off_the_workers_between_requests(
         mock: MockXero, ctx: ssl.SSLContext, crowd: Crowd) -> None:
     """Connections that were served once and then went quiet (the usual

@@ -117,7 +117,8 @@ def closed_by_server(sock: ssl.SSLSocket) -> bool:
 
 
 def still_open(sock: ssl.SSLSocket) -> bool:
-    """True when the server has neither answered nor closed this connection."""
+    """True when the server has neither answered nor closed this connection
+    (an answer's first byte is consumed: read a reply before, not after)."""
     sock.setblocking(False)
     try:
         sock.recv(1)  # an answer, or b"" for a close
