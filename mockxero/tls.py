@@ -499,7 +499,15 @@ class _Server(cheroot.wsgi.Server):
     request goes to a worker; a broken one is answered from here (414, 431,
     400, 501, each with ``Connection: close``) and drained until the client
     closes, so that it reads the answer rather than a reset. An idle
-    keep-alive connection may wait ``timeout`` seconds, as before."""
+    keep-alive connection may wait ``timeout`` seconds, as before.
+
+    Two things still need a worker to wait on a client: a body too large to
+    read with the head (or chunked), and writing the answer. Bodies read by
+    workers are limited to half the pool at once (``release_body_slot``);
+    every request in a worker has one deadline, ``timeout`` seconds, for
+    all its reads and writes. And since file descriptors run out before
+    anything else, at most ``max_connections`` wait in the selector; past
+    that the oldest stuck one is closed to make room (``_evict_one``)."""
 
     handshake_timeout: float = 5.0
     limits = Limits()
