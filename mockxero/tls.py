@@ -92,9 +92,10 @@ class _WaitingConnection:
         #: What the selector thread already read off the connection (the
         #: request head, perhaps its body): served before the socket.
         self.unread = bytearray()
-        #: When set (time.monotonic()), no read or write of the request now in
-        #: a worker may wait past it: one deadline for the whole body instead
-        #: of a fresh timeout per recv, which a trickling client could renew.
+        #: When set (time.monotonic()), no wait on this connection may go past
+        #: it: one deadline for the whole body of the request now in a worker,
+        #: instead of a fresh timeout per recv, which a trickling client could
+        #: renew. (Set on the reading side only; the writer has its own.)
         self.deadline: float | None = None
 
     def _wait(self, events: int, deadline: float | None) -> None:
@@ -505,7 +506,8 @@ class _Server(cheroot.wsgi.Server):
     read with the head (or chunked), and writing the answer. Bodies read by
     workers are limited to half the pool at once (``release_body_slot``);
     every request in a worker has one deadline, ``timeout`` seconds, for
-    all its reads and writes. And since file descriptors run out before
+    all the reads of its body (writing the answer keeps a timeout per write,
+    so an answer that took long to compute still goes out). And since file descriptors run out before
     anything else, at most ``max_connections`` wait in the selector; past
     that the oldest stuck one is closed to make room (``_evict_one``)."""
 
@@ -627,7 +629,7 @@ class _Server(cheroot.wsgi.Server):
 
     def _to_worker(self, conn: Any) -> None:
         conn.phase = "worker"
-        conn.rfile.source.deadline = time.monotonic() + self.timeout  # for the body, the answer
+        conn.rfile.source.deadline = time.monotonic() + self.timeout  # for reading its body
         super().process_conn(conn)
 
     def _take_body_slot(self, conn: Any) -> bool:
