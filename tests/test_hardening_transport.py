@@ -379,3 +379,18 @@ def test_the_settings_carry_the_transport_limits(tmp_path: Path) -> None:
     for bad in ({"MOCKXERO_HEADER_TIMEOUT": "0"}, {"MOCKXERO_MAX_HEADER_COUNT": "0"}):
         with pytest.raises(SettingsError):
             Settings.from_env(bad)
+
+
+def test_the_head_limits_are_settings_of_the_mock(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MockXero hands its settings to the listener (MOCKXERO_MAX_REQUEST_LINE ...)."""
+    certs = tmp_path_factory.mktemp("limits-certs")
+    with MockXero(port=0, certs=certs, max_request_line=100, max_header_count=3) as small:
+        ctx = tls_context(small)
+        head = b" HTTP/1.1\r\nHost: x\r\n"
+        line = exchange(small.port, ctx, b"GET /_mockxero/health?" + b"a" * 150 + head + b"\r\n")
+        assert line.status == 414 and b"longer than 100 bytes" in line.body
+        headers = b"".join(b"X-H%d: v\r\n" % i for i in range(4))
+        many = exchange(small.port, ctx, b"GET /_mockxero/health" + head + headers + b"\r\n")
+        assert many.status == 431
+        fine = exchange(small.port, ctx, b"GET /_mockxero/health" + head + b"Connection: close\r\n\r\n")
+        assert fine.status == 200
