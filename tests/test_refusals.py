@@ -96,6 +96,16 @@ def test_an_oversized_oauth_body_is_a_xero_shaped_413(xero: MockXero, partner: P
     assert xero.journal()[-1]["status"] == 413
 
 
+def test_an_oversized_chunked_oauth_body_is_a_xero_shaped_413(xero: MockXero, partner: Partner) -> None:
+    """Chunked bodies are decoded by the listener and reach the app with
+    their length: the same limit holds (unsigned: requests-oauthlib cannot
+    sign a streamed body, and the size is refused first)."""
+    body = b"padding=" + b"x" * (200 * 1024)
+    response = partner.session.post(xero.url + "/oauth/RequestToken", data=iter([body[:1000], body[1000:]]),
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert_problem(response, 413, "parameter_rejected", advice_contains="64 KB")
+
+
 def test_a_method_oauth_does_not_take_is_a_xero_shaped_405(partner: Partner) -> None:
     response = partner.request("PUT", "/oauth/RequestToken", auth=partner.auth())
     assert_problem(response, 405, "parameter_rejected", advice_contains="use GET or POST")
