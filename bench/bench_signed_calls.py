@@ -1,163 +1,176 @@
-"""Throughput of a signed API call against the bare stack, over one
-keep-alive mutual-TLS connection.
+"""Signed API calls per second against the bare stack, at 1 and 4 client
+threads, side by side in one run.
 
-The mock runs as its own process (``mockxero serve --rate-limit off``) so
-that client and server do not share a GIL. Every signed request is signed
-*before* the clock starts (each needs its own nonce), then the requests are
-sent one after another over a raw TLS socket presenting the Entrust client
-certificate, so the figure is the server's cost, not the client's.
+* mock: ``mockxero serve --rate-limit off``; a signed (RSA-SHA1), mutual-TLS,
+  keep-alive ``GET /api.xro/2.0/Organisation`` (``Accept: application/json``)
+  for the demo partner app, connected through the dance first.
+* bare: the same listener (cheroot + pyOpenSSL, ``mockxero.tls``), the same
+  certificates and worker count, serving a trivial Flask endpoint
+  (``_servers.py bare``).
 
-    python bench/bench_signed_calls.py [--requests 2000] [--rounds 3]
+Both are subprocesses. Every signed request is signed before the clock
+starts (each needs its own nonce). Two clients: ``raw`` (a TLS socket and
+hand-written HTTP/1.1, so the figure is nearly all server) and ``requests``
+(a ``requests.Session`` per thread, as a user's integration would send
+them). Rounds alternate bare/mock to cancel drift on a shared machine; the
+ratio is taken per round, then the median. ``server CPU`` is the server
+process's own user+system time per request (from /proc), which the load of
+other processes disturbs far less than wall time.
 
-"bare" is ``GET /_mockxero/health``: the same TLS listener, Flask app and
-journal-free path, no OAuth. The goal (FINDINGS.md) is a signed API call at
-no less than 70% of the bare rate.
+    python bench/bench_signed_calls.py [--requests 1500] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
-import signal
-import socket
-import ssl
-import statistics
-import subprocess
-import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
-import oauthlib.oauth1
 import requests
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from requests_oauthlib import OAuth1
+from _common import (
+    API,
+    TLS,
+    Server,
+    Signer,
+    dance,
+    expect,
+    machine,
+    median,
+    print_table,
+    request,
+    signed_get,
+    spread,
+    start_harness,
+    start_mock_cli,
+)
 
 
-def start_server(certs: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mockxero.cli", "serve", "--port", "0", "--certs", str(certs),
-         "--rate-limit", "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        found = re.search(r"Base URL\s+(https://\S+)", line)
-        if found:
-            return proc, found.group(1)
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise SystemExit("the mock did not start")
+def run_raw(tls: TLS, url: str, batches: list[list[bytes]], warm: str) -> float:
+    """Seconds for all batches, one thread and connection each."""
+    conns = [tls.connect(url) for _ in batches]
+    for conn in conns:  # the handshake and a first request are not counted
+        expect(*conn.send(request("GET", warm, conn.host)))
+
+    def work(conn: object, batch: list[bytes]) -> Callable[[], None]:
+        def go() -> None:
+            for raw in batch:
+                expect(*conn.send(raw))  # type: ignore[attr-defined]
+        return go
+
+    return _threads([work(c, b) for c, b in zip(conns, batches, strict=True)], conns)
 
 
-def connect(certs: Path, base: str, key: object) -> dict[str, str]:
-    """The OAuth dance through requests-oauthlib; the access token pair."""
-    consumer = json.loads((certs / "consumer.json").read_text())
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(certs / "ca.pem")
-    session.cert = (str(certs / "entrust-cert.pem"), str(certs / "entrust-private-nopass.pem"))
-    sig = oauthlib.oauth1.SIGNATURE_RSA
-    r = session.post(base + "/oauth/RequestToken",
-                     auth=OAuth1(consumer["consumer_key"], signature_method=sig, rsa_key=key))
-    rt = dict(parse_qsl(r.text))
-    v = session.post(base + "/_mockxero/authorize", json={"oauth_token": rt["oauth_token"]}).json()
-    r = session.post(base + "/oauth/AccessToken", auth=OAuth1(
-        consumer["consumer_key"], signature_method=sig, rsa_key=key,
-        resource_owner_key=rt["oauth_token"], verifier=v["oauth_verifier"]))
-    tokens = dict(parse_qsl(r.text))
-    tokens["consumer_key"] = consumer["consumer_key"]
-    return tokens
+def run_requests(certs: Path, url: str, batches: list[list[dict[str, str] | None]],
+                 path: str) -> float:
+    sessions = []
+    for _ in batches:
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = str(certs / "ca.pem")
+        s.cert = (str(certs / "entrust-cert.pem"), str(certs / "entrust-private-nopass.pem"))
+        s.get(url + "/_mockxero/health" if path != "/ping" else url + "/ping")  # warm
+        sessions.append(s)
+
+    def work(s: requests.Session, batch: list[dict[str, str] | None]) -> Callable[[], None]:
+        def go() -> None:
+            for headers in batch:
+                r = s.get(url + path, headers=headers)
+                expect(r.status_code, r.content)
+        return go
+
+    return _threads([work(s, b) for s, b in zip(sessions, batches, strict=True)], sessions)
 
 
-def presign(base: str, path: str, tokens: dict[str, str], key: object, n: int) -> list[bytes]:
-    host = urlsplit(base).netloc
-    client = oauthlib.oauth1.Client(tokens["consumer_key"], resource_owner_key=tokens["oauth_token"],
-                                    signature_method=oauthlib.oauth1.SIGNATURE_RSA, rsa_key=key)
-    out = []
-    for _ in range(n):
-        _, headers, _ = client.sign(base + path, http_method="GET")
-        out.append((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n"
-                    f"Authorization: {headers['Authorization']}\r\n\r\n").encode())
-    return out
+def _threads(jobs: list[Callable[[], None]], closables: list[object]) -> float:
+    barrier = threading.Barrier(len(jobs) + 1)
+    errors: list[BaseException] = []
 
+    def wrap(job: Callable[[], None]) -> None:
+        barrier.wait()
+        try:
+            job()
+        except BaseException as exc:
+            errors.append(exc)
 
-def plain(base: str, path: str, n: int) -> list[bytes]:
-    host = urlsplit(base).netloc
-    return [f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()] * n
-
-
-def tls_socket(certs: Path, base: str) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
-    ctx.load_cert_chain(str(certs / "entrust-cert.pem"), str(certs / "entrust-private-nopass.pem"))
-    parts = urlsplit(base)
-    raw = socket.create_connection((parts.hostname, parts.port))
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return ctx.wrap_socket(raw, server_hostname=parts.hostname)
-
-
-def run(sock: ssl.SSLSocket, requests_: list[bytes], expect: int = 200) -> float:
-    """Send each request, read its whole response; requests per second."""
-    buf = b""
+    threads = [threading.Thread(target=wrap, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    barrier.wait()
     start = time.perf_counter()
-    for req in requests_:
-        sock.sendall(req)
-        while b"\r\n\r\n" not in buf:
-            buf += sock.recv(65536)
-        head, _, buf = buf.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        if status != expect:
-            raise SystemExit(f"unexpected status {status}: {head.decode()} {buf[:200]!r}")
-        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-        while len(buf) < length:
-            buf += sock.recv(65536)
-        buf = buf[length:]
-    return len(requests_) / (time.perf_counter() - start)
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    for c in closables:
+        c.close()  # type: ignore[attr-defined]
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def split(items: list[bytes], n: int) -> list[list[bytes]]:
+    return [items[i::n] for i in range(n)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1500, help="per round and server")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--path", default="/api.xro/2.0/Organisation")
+    parser.add_argument("--threads", default="1,4")
+    parser.add_argument("--clients", default="raw,requests")
     args = parser.parse_args()
+    print(machine())
+    n = args.requests
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         certs = Path(tmp) / "certs"
-        proc, base = start_server(certs)
-        try:
-            key = load_pem_private_key((certs / "privatekey.pem").read_bytes(), None)
-            tokens = connect(certs, base, key)
-            results: dict[str, list[float]] = {"bare": [], "signed": []}
-            for _ in range(args.rounds):
-                bare = plain(base, "/_mockxero/health", args.requests)
-                signed = presign(base, args.path, tokens, key, args.requests)
-                with tls_socket(certs, base) as sock:
-                    run(sock, bare[:50])  # warm-up
-                    results["bare"].append(run(sock, bare))
-                with tls_socket(certs, base) as sock:
-                    results["signed"].append(run(sock, signed))
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=10)
-    bare_rate = statistics.median(results["bare"])
-    signed_rate = statistics.median(results["signed"])
-    print(json.dumps({
-        "requests_per_round": args.requests,
-        "rounds": args.rounds,
-        "path": args.path,
-        "bare_req_per_s": round(bare_rate, 1),
-        "signed_req_per_s": round(signed_rate, 1),
-        "bare_us_per_req": round(1e6 / bare_rate, 1),
-        "signed_us_per_req": round(1e6 / signed_rate, 1),
-        "signed_over_bare": round(signed_rate / bare_rate, 3),
-        "all_rounds": {k: [round(x, 1) for x in v] for k, v in results.items()},
-    }, indent=2))
+        with start_mock_cli(certs) as mock, start_harness("bare", certs) as bare:
+            tls = TLS(certs)
+            signer = Signer.demo(certs)
+            tokens = dance(tls, mock.url, signer)
+            bare_host = bare.url.split("//", 1)[1]
+            for threads in (int(t) for t in args.threads.split(",")):
+                for client in args.clients.split(","):
+                    rates: dict[str, list[float]] = {"bare": [], "mock": []}
+                    cpu: dict[str, list[float]] = {"bare": [], "mock": []}
+                    ratios = []
+                    for rnd in range(args.rounds):
+                        signed = [signed_get(signer, mock.url, API, tokens) for _ in range(n)]
+                        plain = [request("GET", "/ping", bare_host)] * n
+                        order: list[tuple[str, Server]] = [("bare", bare), ("mock", mock)]
+                        for name, server in order if rnd % 2 == 0 else order[::-1]:
+                            before = server.cpu_seconds()
+                            if client == "raw":
+                                batch = plain if name == "bare" else signed
+                                seconds = run_raw(tls, server.url, split(batch, threads),
+                                                  "/ping" if name == "bare" else "/_mockxero/health")
+                            else:
+                                headers: list[dict[str, str] | None] = (
+                                    [None] * n if name == "bare" else
+                                    [{"Accept": "application/json",
+                                      "Authorization": _auth_of(raw)} for raw in signed])
+                                seconds = run_requests(certs, server.url, split(headers, threads),  # type: ignore[arg-type]
+                                                       "/ping" if name == "bare" else API)
+                            cpu[name].append((server.cpu_seconds() - before) / n * 1e6)
+                            rates[name].append(n / seconds)
+                        ratios.append(rates["mock"][-1] / rates["bare"][-1])
+                    rows.append((f"{threads} thread{'s' if threads > 1 else ''}, {client}",
+                                 f"{median(rates['bare']):.0f}", f"{median(rates['mock']):.0f}",
+                                 spread(ratios), f"{median(cpu['bare']):.0f}",
+                                 f"{median(cpu['mock']):.0f}"))
+    print(f"{n} requests per round and server, {args.rounds} rounds; medians (ratio: min-max)")
+    print_table(["client", "bare req/s", "signed req/s", "signed/bare", "bare CPU µs/req",
+                 "signed CPU µs/req"], rows)
+
+
+def _auth_of(raw: bytes) -> str:
+    for line in raw.decode().split("\r\n"):
+        if line.startswith("Authorization: "):
+            return line[len("Authorization: "):]
+    raise ValueError("no Authorization header")
 
 
 if __name__ == "__main__":
