@@ -1,12 +1,16 @@
 """Servers the benchmarks start as subprocesses; each prints one JSON line
 (with ``url``) once it accepts, and runs until SIGTERM.
 
-    python bench/_servers.py bare --certs DIR
+    python bench/_servers.py bare|listener --certs DIR
     python bench/_servers.py mock --certs DIR [--connections N] [--public]
 
-``bare`` is the baseline stack: cheroot + pyOpenSSL — the mock's own
-listener (``mockxero.tls``), same certificates, same 16 workers — serving a
-trivial Flask endpoint (``GET /ping`` → ``pong``). ``mock`` is a MockXero
+``bare`` is the baseline stack: stock cheroot with its pyOpenSSL adapter,
+16 workers, an ``SSL.Context`` from the same certificate files (asking for
+the client certificate, accepting any), serving a trivial Flask endpoint
+(``GET /ping`` → ``pong``). ``listener`` serves the same endpoint on the
+mock's own listener (``mockxero.tls``: handshakes in the selector, waiting
+reads), so that what the mock adds above its transport can be told from
+what its transport adds above cheroot. ``mock`` is a MockXero
 built through the Python API with the rate limit off; ``--connections``
 stores that many connections first (through ``Store.connect``, many
 consumers × organisations, as a long-running shared stack would hold),
@@ -27,22 +31,51 @@ from typing import Any
 from flask import Flask, Response
 
 
-def bare(certs: Path) -> tuple[Any, dict[str, Any]]:
-    from mockxero.certs import CertBundle
-    from mockxero.tls import HTTPSServer, make_context
-
-    bundle = CertBundle.ensure(certs)
+def ping_app() -> Flask:
     app = Flask("bare")
 
     @app.get("/ping")
     def ping() -> Response:
         return Response("pong", content_type="text/plain; charset=utf-8")
 
+    return app
+
+
+class _Stock:
+    """Stock cheroot + pyOpenSSL in a thread, with ``stop()``."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        server.prepare()
+        self.thread = threading.Thread(target=server.serve, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def bare(certs: Path, listener: bool) -> tuple[Any, dict[str, Any]]:
+    from mockxero.certs import CertBundle
+    from mockxero.tls import HTTPSServer, make_context
+
+    bundle = CertBundle.ensure(certs)
     context = make_context(bundle.path("server.pem"), bundle.path("server-key.pem"),
                            bundle.path("entrust-ca.pem"))
-    server = HTTPSServer(app, context, "127.0.0.1", 0)
-    server.start()
-    return server, {"url": f"https://localhost:{server.port}"}
+    if listener:
+        server: Any = HTTPSServer(ping_app(), context, "127.0.0.1", 0)
+        server.start()
+        port = server.port
+    else:
+        import cheroot.wsgi
+        from cheroot.ssl.pyopenssl import pyOpenSSLAdapter
+
+        stock = cheroot.wsgi.Server(("127.0.0.1", 0), ping_app(), numthreads=16)
+        adapter = pyOpenSSLAdapter(None, None)  # the path shortcut uses APIs deprecated in pyOpenSSL 26.3
+        adapter.context = context
+        stock.ssl_adapter = adapter
+        server = _Stock(stock)
+        port = stock.bind_addr[1]
+    return server, {"url": f"https://localhost:{port}"}
 
 
 def mock(certs: Path, connections: int, public: bool) -> tuple[Any, dict[str, Any]]:
@@ -77,7 +110,7 @@ def mock(certs: Path, connections: int, public: bool) -> tuple[Any, dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["bare", "mock"])
+    parser.add_argument("kind", choices=["bare", "listener", "mock"])
     parser.add_argument("--certs", type=Path, required=True)
     parser.add_argument("--connections", type=int, default=0)
     parser.add_argument("--public", action="store_true")
@@ -85,8 +118,8 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if args.kind == "bare":
-        server, info = bare(args.certs)
+    if args.kind in ("bare", "listener"):
+        server, info = bare(args.certs, args.kind == "listener")
     else:
         server, info = mock(args.certs, args.connections, args.public)
     print(json.dumps(info), flush=True)

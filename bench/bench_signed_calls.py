@@ -4,16 +4,18 @@ threads, side by side in one run.
 * mock: ``mockxero serve --rate-limit off``; a signed (RSA-SHA1), mutual-TLS,
   keep-alive ``GET /api.xro/2.0/Organisation`` (``Accept: application/json``)
   for the demo partner app, connected through the dance first.
-* bare: the same listener (cheroot + pyOpenSSL, ``mockxero.tls``), the same
-  certificates and worker count, serving a trivial Flask endpoint
-  (``_servers.py bare``).
+* bare: stock cheroot + pyOpenSSL, the same certificates and worker count,
+  serving a trivial Flask endpoint (``_servers.py bare``): the goal's
+  baseline.
+* listener: the same trivial endpoint on the mock's own listener
+  (``mockxero.tls``), to tell the mock's own cost from its transport's.
 
 Both are subprocesses. Every signed request is signed before the clock
 starts (each needs its own nonce). Two clients: ``raw`` (a TLS socket and
 hand-written HTTP/1.1, so the figure is nearly all server) and ``requests``
 (a ``requests.Session`` per thread, as a user's integration would send
-them). Rounds alternate bare/mock to cancel drift on a shared machine; the
-ratio is taken per round, then the median. ``server CPU`` is the server
+them). Rounds rotate the servers' order to cancel drift on a shared machine; the
+ratios are taken per round, then the median. ``server CPU`` is the server
 process's own user+system time per request (from /proc), which the load of
 other processes disturbs far less than wall time.
 
@@ -33,7 +35,6 @@ import requests
 from _common import (
     API,
     TLS,
-    Server,
     Signer,
     dance,
     expect,
@@ -125,45 +126,48 @@ def main() -> None:
     print(machine())
     n = args.requests
     rows = []
+    names = ("bare", "listener", "mock")
     with tempfile.TemporaryDirectory() as tmp:
         certs = Path(tmp) / "certs"
-        with start_mock_cli(certs) as mock, start_harness("bare", certs) as bare:
+        with (start_mock_cli(certs) as mock, start_harness("bare", certs) as bare,
+              start_harness("listener", certs) as listener):
+            servers = {"bare": bare, "listener": listener, "mock": mock}
             tls = TLS(certs)
             signer = Signer.demo(certs)
             tokens = dance(tls, mock.url, signer)
-            bare_host = bare.url.split("//", 1)[1]
             for threads in (int(t) for t in args.threads.split(",")):
                 for client in args.clients.split(","):
-                    rates: dict[str, list[float]] = {"bare": [], "mock": []}
-                    cpu: dict[str, list[float]] = {"bare": [], "mock": []}
-                    ratios = []
+                    rates: dict[str, list[float]] = {k: [] for k in names}
+                    cpu: dict[str, list[float]] = {k: [] for k in names}
+                    ratios: dict[str, list[float]] = {"bare": [], "listener": []}
                     for rnd in range(args.rounds):
                         signed = [signed_get(signer, mock.url, API, tokens) for _ in range(n)]
-                        plain = [request("GET", "/ping", bare_host)] * n
-                        order: list[tuple[str, Server]] = [("bare", bare), ("mock", mock)]
-                        for name, server in order if rnd % 2 == 0 else order[::-1]:
+                        order = names[rnd % 3:] + names[:rnd % 3]  # rotate who goes first
+                        for name in order:
+                            server = servers[name]
                             before = server.cpu_seconds()
                             if client == "raw":
-                                batch = plain if name == "bare" else signed
+                                batch = (signed if name == "mock" else
+                                         [request("GET", "/ping", server.url.split("//", 1)[1])] * n)
                                 seconds = run_raw(tls, server.url, split(batch, threads),
-                                                  "/ping" if name == "bare" else "/_mockxero/health")
+                                                  "/_mockxero/health" if name == "mock" else "/ping")
                             else:
                                 headers: list[dict[str, str] | None] = (
-                                    [None] * n if name == "bare" else
-                                    [{"Accept": "application/json",
-                                      "Authorization": _auth_of(raw)} for raw in signed])
+                                    [{"Accept": "application/json", "Authorization": _auth_of(raw)}
+                                     for raw in signed] if name == "mock" else [None] * n)
                                 seconds = run_requests(certs, server.url, split(headers, threads),  # type: ignore[arg-type]
-                                                       "/ping" if name == "bare" else API)
+                                                       API if name == "mock" else "/ping")
                             cpu[name].append((server.cpu_seconds() - before) / n * 1e6)
                             rates[name].append(n / seconds)
-                        ratios.append(rates["mock"][-1] / rates["bare"][-1])
+                        for base in ratios:
+                            ratios[base].append(rates["mock"][-1] / rates[base][-1])
                     rows.append((f"{threads} thread{'s' if threads > 1 else ''}, {client}",
-                                 f"{median(rates['bare']):.0f}", f"{median(rates['mock']):.0f}",
-                                 spread(ratios), f"{median(cpu['bare']):.0f}",
-                                 f"{median(cpu['mock']):.0f}"))
-    print(f"{n} requests per round and server, {args.rounds} rounds; medians (ratio: min-max)")
-    print_table(["client", "bare req/s", "signed req/s", "signed/bare", "bare CPU µs/req",
-                 "signed CPU µs/req"], rows)
+                                 *(f"{median(rates[k]):.0f}" for k in names),
+                                 spread(ratios["bare"]), spread(ratios["listener"]),
+                                 *(f"{median(cpu[k]):.0f}" for k in names)))
+    print(f"{n} requests per round and server, {args.rounds} rounds; medians (ratios: min-max)")
+    print_table(["client", "bare req/s", "listener req/s", "signed req/s", "signed/bare",
+                 "signed/listener", "bare CPU µs", "listener CPU µs", "signed CPU µs"], rows)
 
 
 def _auth_of(raw: bytes) -> str:

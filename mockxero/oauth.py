@@ -137,8 +137,9 @@ class OAuthVerifier:
             raise OAuthProblem(NONCE_USED, f'The nonce value "{nonce}" has already been used')
         # 8. signature
         token = oauth.get("oauth_token", "")
-        secret = token_secret(consumer, token) if token_secret and token else None
-        if secret is None and token and token_secret and consumer.app_type == "public":
+        public = consumer.app_type == "public"  # only HMAC-SHA1 is keyed with the token secret
+        secret = token_secret(consumer, token) if public and token_secret and token else None
+        if secret is None and token and token_secret and public:
             # HMAC-SHA1 cannot be checked without the secret of a token the
             # store no longer (or never) knew: leave it to the endpoint's token
             # check (9), which refuses it as token_rejected (e.g. revoked) —
@@ -205,6 +206,7 @@ def signature_base_string(method: str, base_string_uri: str, params: list[tuple[
 
 
 _PKCS1V15 = padding.PKCS1v15()
+_SHA1 = hashes.SHA1()
 
 
 def rsa_sha1_matches(base_string: str, signature: str, public_key: RSAPublicKey) -> bool:
@@ -215,7 +217,7 @@ def rsa_sha1_matches(base_string: str, signature: str, public_key: RSAPublicKey)
     is simply wrong."""
     try:
         raw = binascii.a2b_base64(signature.encode("ascii"))
-        public_key.verify(raw, base_string.encode("ascii"), _PKCS1V15, hashes.SHA1())
+        public_key.verify(raw, base_string.encode("ascii"), _PKCS1V15, _SHA1)
     except (UnicodeError, binascii.Error, InvalidSignature):
         return False
     return True
@@ -270,8 +272,8 @@ def collect(req: SignedRequest) -> list[tuple[str, str]]:
     auth = req.authorization
     if auth and auth[:6].lower() == "oauth ":
         header_params = [p for p in parse_oauth_header(auth) if p[0] != "realm"]
-    query_params = parse_qsl(req.query, keep_blank_values=True)
-    body_params = parse_qsl(req.form_body, keep_blank_values=True)
+    query_params = parse_qsl(req.query, keep_blank_values=True) if req.query else []
+    body_params = parse_qsl(req.form_body, keep_blank_values=True) if req.form_body else []
     seen: dict[str, str] = {}
     for source, pairs in (("header", header_params), ("query", query_params), ("body", body_params)):
         for name, _ in pairs:
