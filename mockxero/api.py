@@ -22,7 +22,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from . import api_data, render
-from .app import mock, signed_request
+from .context import core, signed_request
 from .problems import (
     RATE_LIMIT_EXCEEDED,
     REVOKED_ADVICE,
@@ -51,7 +51,7 @@ NOT_IMPLEMENTED_RESOURCES = frozenset(name.lower() for name in (
 
 
 def _token_secret(consumer: Consumer, token: str) -> str | None:
-    conn = mock().store.connection_for_token(token)
+    conn = core().store.connection_for_token(token)
     if conn is not None and conn.consumer_key == consumer.consumer_key:
         return conn.access_secret
     return None
@@ -60,7 +60,7 @@ def _token_secret(consumer: Consumer, token: str) -> str | None:
 def authenticate() -> tuple[Consumer, Organisation]:
     """The OAuth checks, the access token (SPEC.md §5) and the rate limit;
     the consumer and the organisation the call is for."""
-    the_mock = mock()
+    the_mock = core()
     store = the_mock.store
     req = signed_request()
     consumer = the_mock.verifier.verify(req, required=("oauth_token",), token_secret=_token_secret)
@@ -70,7 +70,7 @@ def authenticate() -> tuple[Consumer, Organisation]:
             raise OAuthProblem(TOKEN_REJECTED,
                                "Private applications sign with oauth_token set to the consumer key")
         assert consumer.organisation_id is not None
-        org = store.organisations[consumer.organisation_id]
+        org = store.organisation(consumer.organisation_id)
     else:
         conn = store.connection_for_token(token)
         if conn is None or conn.consumer_key != consumer.consumer_key:
@@ -78,13 +78,13 @@ def authenticate() -> tuple[Consumer, Organisation]:
             if retired is not None and retired[1] == RETIRED_REVOKED:
                 raise OAuthProblem(TOKEN_REJECTED, REVOKED_ADVICE)
             raise OAuthProblem(TOKEN_REJECTED, f"Token {token} does not match an expected ACCESS token")
-        if the_mock.clock.now() > min(conn.token_expires_at, conn.authorization_expires_at):
+        if the_mock.now() > min(conn.token_expires_at, conn.authorization_expires_at):
             raise OAuthProblem(TOKEN_EXPIRED, "The access token has expired")
-        org = store.organisations[conn.organisation_id]
+        org = store.organisation(conn.organisation_id)
     limit = the_mock.rate_limit
     if limit is not None:
         window = store.rate_limit_hit(consumer.consumer_key, org.organisation_id,
-                                      the_mock.clock.now(), limit[0], limit[1])
+                                      the_mock.now(), limit[0], limit[1])
         if window is not None:
             raise OAuthProblem(RATE_LIMIT_EXCEEDED, status=503,
                                headers={"X-Rate-Limit-Problem": window})
@@ -158,7 +158,7 @@ def respond(consumer: Consumer, collection: str, records: Sequence[Mapping[str, 
             stored: bool = True) -> Response:
     """The envelope around ``records``; ``stored``: they are the stored
     (never changed in place) records, whose rendered text is reused."""
-    now = mock().clock.now()
+    now = core().now()
     if wants_json():
         return Response(render.envelope_json(consumer.name, now, collection, records, stored),
                         content_type=render.JSON_TYPE)
@@ -258,8 +258,7 @@ def _organisation(consumer: Consumer, org: Organisation, rest: list[str]) -> Res
         return not_found()
     if request.method not in ("GET", "HEAD"):
         raise not_implemented()  # Xero: "e.g. POST Organisation"
-    with mock().store.lock:  # built and kept on first use
-        record = api_data.organisation_record(org)
+    record = core().store.records(org.organisation_id, api_data.ORGANISATIONS)[org.organisation_id]
     return respond(consumer, api_data.ORGANISATIONS, [record])
 
 
@@ -284,8 +283,9 @@ def _collection(collection: Collection, consumer: Consumer, org: Organisation, r
 
 
 def _records(collection: Collection, org: Organisation) -> list[dict[str, Any]]:
-    with mock().store.lock:
-        return list(org.collections.get(collection.name, {}).values())
+    """A published collection: never changed once handed out, so it is read
+    (and filtered, ordered, rendered) without holding the store lock."""
+    return list(core().store.records(org.organisation_id, collection.name).values())
 
 
 def _find(collection: Collection, org: Organisation, key: str) -> dict[str, Any] | None:
@@ -294,11 +294,10 @@ def _find(collection: Collection, org: Organisation, key: str) -> dict[str, Any]
         record_id: str | None = str(uuid.UUID(key.strip("{}")))
     except ValueError:
         record_id = None
-    with mock().store.lock:
-        records: Mapping[str, dict[str, Any]] = org.collections.get(collection.name, {})
-        if record_id is not None and record_id in records:
-            return records[record_id]
-        return next((r for r in records.values() if r.get(collection.number_field) == key), None)
+    records = core().store.records(org.organisation_id, collection.name)
+    if record_id is not None and record_id in records:
+        return records[record_id]
+    return next((r for r in records.values() if r.get(collection.number_field) == key), None)
 
 
 def _if_modified_since() -> datetime | None:
@@ -423,10 +422,14 @@ def _save(collection: Collection, consumer: Consumer, org: Organisation, method:
     if record_id is not None and len(elements) > 1:
         raise post_data_invalid(f"A POST to {collection.name}/{{id}} takes one {collection.element}")
     atomic = _args().get("summarizeerrors", "true").strip().lower() != "false"
-    the_mock = mock()
-    with the_mock.store.lock:
-        outcomes = api_data.save(org, collection.name, elements, the_mock.clock.now(),
-                                 allow_update=method == "POST", atomic=atomic, record_id=record_id)
+    the_mock = core()
+    now = the_mock.now()
+    # Validated outside the store lock against a snapshot; published in one
+    # brief step (built again if another save published first).
+    outcomes: list[api_data.Outcome] = the_mock.store.update_data(
+        org.organisation_id,
+        lambda seen: api_data.save(org, seen, collection.name, elements, now,
+                                   allow_update=method == "POST", atomic=atomic, record_id=record_id))
     failed = [o for o in outcomes if o.messages]
     if failed and atomic:
         raise ApiError(400, 10, "ValidationException", api_data.VALIDATION_MESSAGE,

@@ -5,8 +5,9 @@ already decoded) into records, with Xero's validation messages.
 Records are dicts in Xero's field order holding Python values — str, bool,
 Decimal, ``date`` for date-only fields (Date, DueDate), aware ``datetime``
 for UpdatedDateUTC — and the renderer picks the wire format. A stored record
-is never changed in place: a save replaces the dict, so a reader that took a
-snapshot of a collection (under the store lock) keeps a consistent view.
+is never changed in place: a save replaces the dict. The store publishes
+each collection copy-on-write, so a save works on a snapshot outside the
+store lock and hands back the collections it changed.
 
 Saving is a :class:`Batch`: every element of a PUT/POST is checked against
 the organisation's data plus the batch's own earlier elements, and nothing
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -27,10 +27,11 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from . import render
-from .store import Organisation
+from .store import Collection, Organisation, Record
 from .xero_query import Schema
 
-Record = dict[str, Any]
+#: What a save hands back for the store to publish: collection → its new records.
+Changed = dict[str, "OrderedDict[str, Record]"]
 
 CONTACTS = "Contacts"
 INVOICES = "Invoices"
@@ -260,16 +261,9 @@ def _ordered(record: Record, fields: Mapping[str, str]) -> Record:
 
 # -- the organisation record -------------------------------------------------------------
 
-def organisation_record(org: Organisation) -> Record:
-    """The Organisation as the API shows it (built once, then kept)."""
-    records = org.collections.setdefault(ORGANISATIONS, OrderedDict())
-    stored = records.get(org.organisation_id)
-    if stored is None:
-        stored = records[org.organisation_id] = _build_organisation(org, None)
-    return stored
-
-
-def _build_organisation(org: Organisation, created: datetime | None) -> Record:
+def organisation_record(org: Organisation, created: datetime | None = None) -> Record:
+    """The Organisation as the API shows it; stored with the organisation
+    when it is added, so a GET only reads."""
     country = org.country_code.upper()
     record: Record = {
         "Name": org.name, "LegalName": org.name, "PaysTax": True,
@@ -321,21 +315,24 @@ class Batch:
     """One PUT/POST (or control-API load) against one organisation's data.
 
     ``trusted`` (the control API and the seed) may set what a client may not:
-    IDs of new records, UpdatedDateUTC, any status, payments. Call under the
-    store lock; ``commit`` stores what the batch accepted."""
+    IDs of new records, UpdatedDateUTC, any status, payments. ``stored`` is
+    a snapshot of the organisation's collections; the batch never changes
+    it, and ``commit`` gives the collections to publish."""
 
-    def __init__(self, org: Organisation, now: float, trusted: bool = False, replace: bool = False) -> None:
+    def __init__(self, org: Organisation, stored: Mapping[str, Collection], now: float,
+                 trusted: bool = False, replace: bool = False) -> None:
         self.org = org
         self.now = render.truncate_ms(datetime.fromtimestamp(now, timezone.utc))
         self.trusted = trusted
         self.replace = replace
-        self.stored: dict[str, OrderedDict[str, Record]] = {
-            name: OrderedDict() if replace else org.collections.setdefault(name, OrderedDict())
-            for name in (CONTACTS, INVOICES)
+        empty: Collection = {}
+        self.stored: dict[str, Collection] = {
+            name: empty if replace else stored.get(name, empty) for name in (CONTACTS, INVOICES)
         }
         self.pending: dict[str, OrderedDict[str, Record]] = {CONTACTS: OrderedDict(), INVOICES: OrderedDict()}
-        #: (collection, id, its pending record before) per staged change, to roll back one element.
-        self._undo: list[tuple[str, str, Record | None]] = []
+        #: (collection, id, its pending record before, highest INV- number
+        #: before) per staged change, to roll back one element.
+        self._undo: list[tuple[str, str, Record | None, int]] = []
         #: Built on first use, kept up to date by _put, dropped by rollback:
         #: active contact names and ACCREC invoice numbers (casefolded) → id.
         self._names: dict[str, str] | None = None
@@ -398,7 +395,7 @@ class Batch:
 
     def _put(self, collection: str, record_id: str, record: Record) -> None:
         old = self.get(collection, record_id)
-        self._undo.append((collection, record_id, self.pending[collection].get(record_id)))
+        self._undo.append((collection, record_id, self.pending[collection].get(record_id), self._highest))
         self.pending[collection][record_id] = record
         if old is not None:
             self._index(collection, old, record_id, False)
@@ -408,20 +405,32 @@ class Batch:
         return len(self._undo)
 
     def rollback(self, point: int) -> None:
+        """Undo the changes staged since ``point``, indexes included, in time
+        linear in what is undone (rebuilding the indexes instead made a
+        batch of many invalid elements quadratic)."""
         while len(self._undo) > point:
-            collection, record_id, before = self._undo.pop()
+            collection, record_id, before, highest = self._undo.pop()
+            self._index(collection, self.pending[collection][record_id], record_id, False)
             if before is None:
                 del self.pending[collection][record_id]
             else:
                 self.pending[collection][record_id] = before
-        self._names = self._numbers = None  # rebuilt when next needed
+            visible = self.get(collection, record_id)
+            if visible is not None:
+                self._index(collection, visible, record_id, True)
+            self._highest = highest
 
-    def commit(self) -> None:
+    def commit(self) -> Changed:
+        """The collections this batch changed, with its records in them."""
+        changed: Changed = {}
         for name in (CONTACTS, INVOICES):
             if self.replace:
-                self.org.collections[name] = OrderedDict(self.pending[name])
-            else:
-                self.org.collections[name].update(self.pending[name])
+                changed[name] = OrderedDict(self.pending[name])
+            elif self.pending[name]:
+                merged = OrderedDict(self.stored[name])
+                merged.update(self.pending[name])
+                changed[name] = merged
+        return changed
 
     # -- one element ---------------------------------------------------------------
     def save(self, collection: str, data: Any, allow_update: bool, record_id: str | None = None) -> Outcome:
@@ -686,59 +695,66 @@ def _default_tax_type(country: str, invoice_type: Any, amount_types: Any) -> str
     return ("OUTPUT" if invoice_type == "ACCREC" else "INPUT") + suffix
 
 
-def save(org: Organisation, collection: str, elements: list[Any], now: float, allow_update: bool,
-         atomic: bool, record_id: str | None = None) -> list[Outcome]:
-    """Validate and (all or, unless ``atomic``, the good ones) store
-    ``elements``; call under the store lock."""
-    batch = Batch(org, now)
+def save(org: Organisation, stored: Mapping[str, Collection], collection: str, elements: list[Any],
+         now: float, allow_update: bool, atomic: bool,
+         record_id: str | None = None) -> tuple[list[Outcome], Changed]:
+    """Validate ``elements`` against the snapshot ``stored``; the outcomes,
+    and the collections to publish (all, or — unless ``atomic`` — the good
+    elements; nothing when an atomic batch failed)."""
+    batch = Batch(org, stored, now)
     outcomes = [batch.save(collection, data, allow_update, record_id) for data in elements]
-    if not (atomic and any(o.messages for o in outcomes)):
-        batch.commit()
-    return outcomes
+    if atomic and any(o.messages for o in outcomes):
+        return outcomes, {}
+    return outcomes, batch.commit()
 
 
 # -- seed and control-API loading ----------------------------------------------------------
 
-def load(org: Organisation, lock: threading.RLock, now: float, contacts: Iterable[Any] = (),
-         invoices: Iterable[Any] = (), replace: bool = False) -> dict[str, list[Record]]:
+def load(org: Organisation, stored: Mapping[str, Collection], now: float, contacts: Iterable[Any] = (),
+         invoices: Iterable[Any] = (), replace: bool = False) -> tuple[dict[str, list[Record]], Changed]:
     """Add (or, with ``replace``, replace) an organisation's contacts and
     invoices, in Xero's field names; all or nothing. Records may carry their
     own IDs, UpdatedDateUTC, any status. Invoices refer to contacts by
-    ContactID (in the organisation or this load) or by Name."""
-    with lock:
-        batch = Batch(org, now, trusted=True, replace=replace)
-        loaded: dict[str, list[Record]] = {CONTACTS: [], INVOICES: []}
-        problems: list[str] = []
-        for collection, items in ((CONTACTS, contacts), (INVOICES, invoices)):
-            for index, data in enumerate(items):
-                outcome = batch.save(collection, data, allow_update=True)
-                if outcome.messages:
-                    problems.append(f"{collection}[{index}]: {'; '.join(outcome.messages)}")
-                else:
-                    loaded[collection].append(outcome.record)
-        if problems:
-            raise DataError("nothing was loaded: " + " | ".join(problems))
-        batch.commit()
-        return loaded
+    ContactID (in the organisation or this load) or by Name. Returns the
+    loaded records and the collections to publish."""
+    batch = Batch(org, stored, now, trusted=True, replace=replace)
+    loaded: dict[str, list[Record]] = {CONTACTS: [], INVOICES: []}
+    problems: list[str] = []
+    for collection, items in ((CONTACTS, contacts), (INVOICES, invoices)):
+        for index, data in enumerate(items):
+            outcome = batch.save(collection, data, allow_update=True)
+            if outcome.messages:
+                problems.append(f"{collection}[{index}]: {'; '.join(outcome.messages)}")
+            else:
+                loaded[collection].append(outcome.record)
+    if problems:
+        raise DataError("nothing was loaded: " + " | ".join(problems))
+    return loaded, batch.commit()
 
 
-def dump(org: Organisation, lock: threading.RLock) -> dict[str, list[Record]]:
-    with lock:
-        return {name: list(org.collections.get(name, {}).values()) for name in (CONTACTS, INVOICES)}
+def dump(stored: Mapping[str, Collection]) -> dict[str, list[Record]]:
+    return {name: list(stored.get(name, {}).values()) for name in (CONTACTS, INVOICES)}
 
 
 def _ago(now: datetime, days: float) -> datetime:
     return render.truncate_ms(now - timedelta(days=days))
 
 
-def seed(org: Organisation, lock: threading.RLock, now: float) -> None:
-    """Give a new organisation its demo contacts and invoices (Xero's demo
-    company names), dated relative to ``now``; ``lock``: the store's."""
+def new_organisation_data(org: Organisation, now: float, seed_data: bool = True) -> Changed:
+    """A new organisation's collections: its Organisation record and, with
+    ``seed_data``, the demo contacts and invoices."""
+    if not seed_data:
+        return {ORGANISATIONS: OrderedDict({org.organisation_id: organisation_record(org)}),
+                CONTACTS: OrderedDict(), INVOICES: OrderedDict()}
+    return seed(org, now)
+
+
+def seed(org: Organisation, now: float) -> Changed:
+    """A new organisation's demo contacts and invoices (Xero's demo company
+    names), dated relative to ``now``."""
     moment = datetime.fromtimestamp(now, timezone.utc)
     today = moment.date()
-    with lock:
-        org.collections[ORGANISATIONS] = OrderedDict(
-            {org.organisation_id: _build_organisation(org, _ago(moment, 400))})
+    organisation = OrderedDict({org.organisation_id: organisation_record(org, _ago(moment, 400))})
     city = {"AU": ("Sydney", "NSW", "2000"), "NZ": ("Wellington", "", "6011")}.get(
         org.country_code.upper(), ("Wellington", "", "6011"))
 
@@ -804,4 +820,5 @@ def seed(org: Organisation, lock: threading.RLock, now: float) -> None:
         invoice("ACCPAY", "SS-2201", "Swanston Security", "PAID", -35, -5,
                 [("Monitoring, monthly", "1", "75.00", "485")], 5),
     ]
-    load(org, lock, now, contacts, invoices)
+    _, changed = load(org, {}, now, contacts, invoices)
+    return {ORGANISATIONS: organisation, CONTACTS: OrderedDict(), INVOICES: OrderedDict(), **changed}

@@ -31,6 +31,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from .peer import PeerCertificate
 from .problems import (
     CERT_EXPIRED,
     CERT_MISSING,
@@ -40,7 +41,6 @@ from .problems import (
     ClientCertificateRefused,
 )
 from .store import Consumer
-from .tls import PeerCertificate
 
 
 def _require_client_auth(policy: Policy, cert: x509.Certificate,

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .app import mock, signed_request
+from .context import core, signed_request
+from .core import callback_redirect
+from .operations import ControlError
 from .problems import (
     BAD_VERIFIER,
     DENIED_ADVICE,
@@ -39,7 +41,7 @@ def _form(pairs: list[tuple[str, object]]) -> Response:
 
 def _token_secret(consumer: Consumer, token: str) -> str | None:
     """The secret that goes with ``token`` in an HMAC-SHA1 key."""
-    store = mock().store
+    store = core().store
     rt = store.request_token(token)
     if rt is not None and rt.consumer_key == consumer.consumer_key:
         return rt.secret
@@ -59,7 +61,7 @@ def _private_app_refused(consumer: Consumer) -> OAuthProblem:
 # -- RequestToken ---------------------------------------------------------------
 @blueprint.route("/oauth/RequestToken", methods=["GET", "POST"])
 def request_token() -> Response:
-    the_mock = mock()
+    the_mock = core()
     req = signed_request()
     consumer = the_mock.verifier.verify(req)
     if consumer.app_type == "private":
@@ -70,7 +72,7 @@ def request_token() -> Response:
     else:
         _check_callback(consumer, callback)
     rt = the_mock.store.new_request_token(
-        consumer.consumer_key, callback, the_mock.clock.now() + the_mock.settings.request_token_ttl)
+        consumer.consumer_key, callback, the_mock.now() + the_mock.settings.request_token_ttl)
     return _form([("oauth_token", rt.token), ("oauth_token_secret", rt.secret),
                   ("oauth_callback_confirmed", "true")])
 
@@ -102,7 +104,7 @@ def _error_page(title: str, message: str, status: int = 400) -> Response:
 
 
 def _pending_token(token: str | None) -> RequestToken | Response:
-    the_mock = mock()
+    the_mock = core()
     if not token:
         return _error_page("Missing request token", "The oauth_token parameter is missing.")
     rt = the_mock.store.request_token(token)
@@ -111,27 +113,13 @@ def _pending_token(token: str | None) -> RequestToken | Response:
     if rt.state != "pending":
         return _error_page("Request token already used",
                            f"The request token {token} has already been {rt.state}.")
-    if the_mock.clock.now() > rt.expires_at:
+    if the_mock.now() > rt.expires_at:
         return _error_page("Request token expired", f"The request token {token} has expired.")
     return rt
 
 
-def callback_redirect(rt: RequestToken, organisation: Organisation | None) -> str | None:
-    """Where the browser goes after a decision; None for an oob callback."""
-    if rt.callback == "oob":
-        return None
-    if rt.state == "denied":
-        params = [("error", "access_denied"), ("error_description", "The user denied your request")]
-    else:
-        assert organisation is not None
-        params = [("oauth_token", rt.token), ("oauth_verifier", rt.verifier or ""),
-                  ("org", organisation.short_code)]
-    separator = "&" if "?" in rt.callback else "?"
-    return rt.callback + separator + urlencode(params)
-
-
 def _decided(rt: RequestToken, organisation: Organisation | None) -> Response | WerkzeugResponse:
-    the_mock = mock()
+    the_mock = core()
     target = callback_redirect(rt, organisation)
     if target is not None:
         return redirect(target, code=302)
@@ -144,46 +132,44 @@ def _decided(rt: RequestToken, organisation: Organisation | None) -> Response | 
 
 @blueprint.route("/oauth/Authorize", methods=["GET"])
 def authorize_page() -> Response | WerkzeugResponse:
-    the_mock = mock()
+    the_mock = core()
     found = _pending_token(request.args.get("oauth_token"))
     if isinstance(found, Response):
         return found
     rt = found
     consumer = the_mock.store.consumer(rt.consumer_key)
     if the_mock.auto_approve:
-        org = the_mock.store.organisation(None)
-        rt = the_mock.store.decide(rt.token, True, org.organisation_id)
-        return _decided(rt, org)
+        try:
+            decided, org = the_mock.decide(rt.token, True)
+        except ControlError as exc:
+            return _error_page("Cannot authorise", exc.message)
+        return _decided(decided, org)
     days = the_mock.settings.authorization_ttl / 86400
     lifetime = f"{days:g} days" if days >= 1 else f"{the_mock.settings.authorization_ttl} seconds"
     return _page("authorize.html", consumer=consumer, token=rt.token, callback=rt.callback,
-                 lifetime=lifetime, organisations=the_mock.organisations())
+                 lifetime=lifetime, organisations=the_mock.store.organisations())
 
 
 @blueprint.route("/oauth/Authorize", methods=["POST"])
 def authorize() -> Response | WerkzeugResponse:
-    the_mock = mock()
+    the_mock = core()
     found = _pending_token(request.form.get("oauth_token"))
     if isinstance(found, Response):
         return found
     action = request.form.get("action", "allow")
     if action not in ("allow", "deny"):
         return _error_page("Unknown choice", f"'{action}' is neither allow nor deny.")
-    organisation = None
     try:
-        if action == "allow":
-            organisation = the_mock.store.organisation(request.form.get("org") or None)
-        rt = the_mock.store.decide(found.token, action == "allow",
-                                   organisation.organisation_id if organisation else None)
-    except StoreError as exc:
-        return _error_page("Cannot authorise", str(exc))
+        rt, organisation = the_mock.decide(found.token, action == "allow", request.form.get("org") or None)
+    except ControlError as exc:
+        return _error_page("Cannot authorise", exc.message)
     return _decided(rt, organisation)
 
 
 # -- AccessToken ----------------------------------------------------------------
 @blueprint.route("/oauth/AccessToken", methods=["GET", "POST"])
 def access_token() -> Response:
-    the_mock = mock()
+    the_mock = core()
     req = signed_request()
     consumer = the_mock.verifier.verify(req, required=("oauth_token",), token_secret=_token_secret)
     if consumer.app_type == "private":
@@ -196,9 +182,9 @@ def access_token() -> Response:
 
 
 def _exchange(consumer: Consumer, rt: RequestToken, verifier: str | None) -> Response:
-    the_mock = mock()
+    the_mock = core()
     settings = the_mock.settings
-    now = the_mock.clock.now()
+    now = the_mock.now()
     if rt.state == "used":
         raise OAuthProblem(TOKEN_REJECTED, f"Token {rt.token} does not match an expected REQUEST token")
     if now > rt.expires_at:
@@ -217,7 +203,7 @@ def _exchange(consumer: Consumer, rt: RequestToken, verifier: str | None) -> Res
     assert rt.organisation_id is not None
     conn = the_mock.store.connect(consumer.consumer_key, rt.organisation_id, now,
                                   settings.access_token_ttl, settings.authorization_ttl)
-    org = the_mock.store.organisations[conn.organisation_id]
+    org = the_mock.store.organisation(conn.organisation_id)
     pairs: list[tuple[str, object]] = [("oauth_token", conn.access_token),
                                        ("oauth_token_secret", conn.access_secret),
                                        ("oauth_expires_in", settings.access_token_ttl)]
@@ -229,7 +215,7 @@ def _exchange(consumer: Consumer, rt: RequestToken, verifier: str | None) -> Res
 
 
 def _renew(consumer: Consumer, token: str, session_handle: str | None) -> Response:
-    the_mock = mock()
+    the_mock = core()
     store = the_mock.store
     # SPEC.md §5: a stale token or a mismatched handle gets the §4 advice;
     # Xero's AccessToken endpoint said "REQUEST" here too (xero-node#175).
@@ -248,11 +234,11 @@ def _renew(consumer: Consumer, token: str, session_handle: str | None) -> Respon
                            extra={"oauth_parameters_absent": "oauth_session_handle"})
     if session_handle != conn.session_handle:
         raise OAuthProblem(TOKEN_REJECTED, stale)
-    now = the_mock.clock.now()
+    now = the_mock.now()
     if now > conn.authorization_expires_at:
         raise OAuthProblem(PERMISSION_DENIED,
                            "The authorisation has expired: the user must connect the application again")
-    renewed = store.renew(conn, token, now, the_mock.settings.access_token_ttl,
+    renewed = store.renew(token, now, the_mock.settings.access_token_ttl,
                           the_mock.settings.rotate_session_handle)
     if renewed is None:  # another renewal with the same token won the race
         raise OAuthProblem(TOKEN_REJECTED, stale)
@@ -262,7 +248,7 @@ def _renew(consumer: Consumer, token: str, session_handle: str | None) -> Respon
 def _session_pairs(conn: Connection, now: float) -> list[tuple[str, object]]:
     return [("oauth_token", conn.access_token),
             ("oauth_token_secret", conn.access_secret),
-            ("oauth_expires_in", mock().settings.access_token_ttl),
+            ("oauth_expires_in", core().settings.access_token_ttl),
             ("oauth_session_handle", conn.session_handle),
             ("oauth_authorization_expires_in", max(0, int(conn.authorization_expires_at - now)))]
 
@@ -274,7 +260,7 @@ def _when(ts: float) -> str:
 
 @blueprint.route("/addons", methods=["GET"])
 def addons() -> Response:
-    the_mock = mock()
+    the_mock = core()
     rows: dict[str, list[dict[str, Any]]] = {}
     for conn in sorted(the_mock.store.connections_for(), key=lambda c: c.created_at):
         consumer = the_mock.store.consumer(conn.consumer_key)
@@ -285,13 +271,13 @@ def addons() -> Response:
             "token_expires": _when(conn.token_expires_at),
             "authorization_expires": _when(conn.authorization_expires_at),
         })
-    return _page("addons.html", organisations=the_mock.organisations(), connections=rows,
-                 now=_when(the_mock.clock.now()), disconnected=request.args.get("disconnected"))
+    return _page("addons.html", organisations=the_mock.store.organisations(), connections=rows,
+                 now=_when(the_mock.now()), disconnected=request.args.get("disconnected"))
 
 
 @blueprint.route("/addons/disconnect", methods=["POST"])
 def disconnect() -> Response | WerkzeugResponse:
-    the_mock = mock()
+    the_mock = core()
     handle = request.form.get("session_handle", "")
     try:
         conn = the_mock.store.revoke(session_handle=handle)

@@ -31,6 +31,7 @@ from oauthlib.oauth1.rfc5849 import signature as rfc5849
 from oauthlib.oauth1.rfc5849 import utils as rfc5849_utils
 
 from .clientcert import ClientCertificateChecker
+from .peer import PeerCertificate
 from .problems import (
     CONSUMER_KEY_UNKNOWN,
     NONCE_USED,
@@ -44,7 +45,6 @@ from .problems import (
 )
 from .settings import Settings
 from .store import Consumer, Store
-from .tls import PeerCertificate
 
 RSA_SHA1 = "RSA-SHA1"
 HMAC_SHA1 = "HMAC-SHA1"
@@ -87,11 +87,15 @@ TokenSecretLookup = Callable[[Consumer, str], "str | None"]
 
 class OAuthVerifier:
     def __init__(self, store: Store, settings: Settings, mock_now: Callable[[], datetime],
-                 certificates: ClientCertificateChecker) -> None:
+                 certificates: ClientCertificateChecker,
+                 real_now: Callable[[], float] = time.time) -> None:
         self.store = store
         self.settings = settings
         self.mock_now = mock_now
         self.certificates = certificates
+        #: The real clock: the timestamp window and the nonces' lifetimes
+        #: (SPEC.md §3.6) are measured on it, not on the mock clock.
+        self.real_now = real_now
 
     def verify(self, req: SignedRequest, required: Sequence[str] = (),
                token_secret: TokenSecretLookup | None = None) -> Consumer:
@@ -149,7 +153,7 @@ class OAuthVerifier:
         # Recorded only once the signature holds, so a forged request cannot
         # burn a nonce; atomic, so two copies of one request race safely.
         forget_at = timestamp + self.settings.timestamp_past + 1
-        if not self.store.remember_nonce(consumer.consumer_key, nonce, forget_at):
+        if not self.store.remember_nonce(consumer.consumer_key, nonce, forget_at, self.real_now()):
             raise OAuthProblem(NONCE_USED, f'The nonce value "{nonce}" has already been used')
         return consumer
 
@@ -160,7 +164,7 @@ class OAuthVerifier:
             raise OAuthProblem(
                 TIMESTAMP_REFUSED,
                 f"oauth_timestamp must be whole seconds since the epoch, not {raw!r}") from None
-        now = time.time()
+        now = self.real_now()
         low, high = now - self.settings.timestamp_past, now + self.settings.timestamp_future
         if not low <= timestamp <= high:
             raise OAuthProblem(

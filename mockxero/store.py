@@ -1,16 +1,24 @@
 """All mutable state of a running mock, behind one lock.
 
-Consumers, organisations (with their API data), request tokens, connections
-(one consumer authorised for one organisation), nonces, the request journal,
-rate-limit windows and queued faults. Every state change goes through a
-method here, under ``self.lock``, so the OAuth code and the endpoints never
-race each other. Per-request structures are bounded: nonces are pruned by
-the timestamp window, the journal is a ring buffer, retired tokens are kept
-in a bounded map only to give better advice."""
+Two kinds of state, told apart here and nowhere else:
+
+* **durable** (:class:`Durable`): consumers, organisations and their API
+  data, pending request tokens, connections and the tokens they retired —
+  what a user's application holds on to, and what a state file keeps;
+* **ephemeral** (:class:`Ephemeral`): nonces, the request journal, queued
+  faults and rate-limit windows — per-request bookkeeping, bounded, gone
+  with the process.
+
+Every change goes through a method of :class:`Store` under ``self._lock``,
+and nothing outside this module takes the lock or reads the containers.
+What the store hands out cannot change behind it: consumers, organisations,
+request tokens and connections are frozen values (a change replaces them),
+and an organisation's API data is published copy-on-write — a collection
+handed out is never changed again, so readers iterate it without the lock.
+"""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import fnmatch
 import heapq
@@ -18,10 +26,10 @@ import itertools
 import secrets
 import string
 import threading
-import time
-import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
@@ -31,6 +39,11 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 APP_TYPES = ("partner", "public", "private")
 MAX_REQUEST_TOKENS = 10000
 _ALPHABET = string.ascii_uppercase + string.digits
+
+#: An API record in Xero's field names (the api_data module owns its shape).
+Record = dict[str, Any]
+#: One published collection: record id → record, in insertion order.
+Collection = Mapping[str, Record]
 
 
 def new_token() -> str:
@@ -48,7 +61,7 @@ class StoreError(ValueError):
     """An operation on the store was given something it cannot do."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Consumer:
     consumer_key: str
     consumer_secret: str
@@ -58,19 +71,23 @@ class Consumer:
     #: PEM of the uploaded application certificate (the RSA-SHA1 public key).
     certificate: str | None = None
     require_client_cert: bool = True
-    #: SHA-256 fingerprints (hex) of the client certificates registered to it.
-    client_certificates: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: SHA-256 fingerprint (hex) → subject of each client certificate registered to it.
+    client_certificates: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({}))
     #: Private applications are bound to one organisation.
     organisation_id: str | None = None
     # Derived from ``certificate`` once, so a signature check needs no parsing.
-    public_key: RSAPublicKey | None = dataclasses.field(default=None, repr=False)
-    certificate_not_after: datetime | None = None
-    certificate_not_before: datetime | None = None
+    public_key: RSAPublicKey | None = dataclasses.field(default=None, init=False, repr=False,
+                                                        compare=False)
+    certificate_not_after: datetime | None = dataclasses.field(default=None, init=False, compare=False)
+    certificate_not_before: datetime | None = dataclasses.field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.app_type not in APP_TYPES:
             raise StoreError(f"app_type must be one of {', '.join(APP_TYPES)}")
-        if self.certificate is not None and self.public_key is None:
+        if not isinstance(self.client_certificates, MappingProxyType):
+            object.__setattr__(self, "client_certificates", MappingProxyType(dict(self.client_certificates)))
+        if self.certificate is not None:
             try:
                 cert = x509.load_pem_x509_certificate(self.certificate.encode())
             except ValueError as exc:
@@ -78,9 +95,9 @@ class Consumer:
             key = cert.public_key()
             if not isinstance(key, RSAPublicKey):
                 raise StoreError("the application certificate must hold an RSA public key")
-            self.public_key = key
-            self.certificate_not_after = cert.not_valid_after_utc
-            self.certificate_not_before = cert.not_valid_before_utc
+            object.__setattr__(self, "public_key", key)
+            object.__setattr__(self, "certificate_not_after", cert.not_valid_after_utc)
+            object.__setattr__(self, "certificate_not_before", cert.not_valid_before_utc)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,7 +114,7 @@ class Consumer:
         }
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Organisation:
     organisation_id: str
     name: str
@@ -106,13 +123,8 @@ class Organisation:
     org_muid: str
     country_code: str = "NZ"
     base_currency: str = "NZD"
-    #: API data: collection name ("Contacts", "Invoices") → id → record in
-    #: Xero's field names. The api module owns the shape of the records.
-    collections: dict[str, OrderedDict[str, dict[str, Any]]] = dataclasses.field(
-        default_factory=dict, repr=False
-    )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
         return {
             "organisation_id": self.organisation_id,
             "name": self.name,
@@ -120,11 +132,11 @@ class Organisation:
             "org_muid": self.org_muid,
             "country_code": self.country_code,
             "base_currency": self.base_currency,
-            "counts": {name: len(items) for name, items in self.collections.items()},
+            "counts": dict(counts or {}),
         }
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RequestToken:
     token: str
     secret: str
@@ -146,7 +158,7 @@ class RequestToken:
         }
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Connection:
     consumer_key: str
     organisation_id: str
@@ -210,136 +222,220 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+@dataclasses.dataclass
+class Durable:
+    """What survives a restart when a state file is given. Its containers
+    are replaced or extended under the store lock, never handed out."""
+
+    consumers: dict[str, Consumer] = dataclasses.field(default_factory=dict)
+    #: In insertion order: the first is the default organisation.
+    organisations: dict[str, Organisation] = dataclasses.field(default_factory=dict)
+    #: organisation id → collection name → its published (never changed) records.
+    data: dict[str, dict[str, Collection]] = dataclasses.field(default_factory=dict)
+    request_tokens: dict[str, RequestToken] = dataclasses.field(default_factory=dict)
+    #: By session handle.
+    connections: dict[str, Connection] = dataclasses.field(default_factory=dict)
+    #: Token → (session handle, why) for tokens that used to be current; bounded.
+    retired: OrderedDict[str, tuple[str, str]] = dataclasses.field(default_factory=OrderedDict)
+
+    def baseline(self) -> Durable:
+        """A copy to return to: consumers, organisations and their data
+        (the values are immutable, so a shallow copy is a snapshot)."""
+        return Durable(consumers=dict(self.consumers), organisations=dict(self.organisations),
+                       data={org: dict(cols) for org, cols in self.data.items()})
+
+
+@dataclasses.dataclass
+class Ephemeral:
+    """Per-request bookkeeping, bounded, never persisted."""
+
+    #: (consumer key, nonce) seen within the timestamp window, and when each may be forgotten.
+    nonces: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    nonce_expiry: list[tuple[float, str, str]] = dataclasses.field(default_factory=list)
+    journal: deque[dict[str, Any]] = dataclasses.field(default_factory=deque)
+    faults: list[Fault] = dataclasses.field(default_factory=list)
+    #: (consumer key, organisation id) → (minute window, day window) of call times.
+    rate_windows: dict[tuple[str, str], tuple[deque[float], deque[float]]] = dataclasses.field(
+        default_factory=dict)
+
+
 class Store:
-    def __init__(self, journal_size: int = 1000, retired_size: int = 10000) -> None:
-        self.lock = threading.RLock()
-        self.consumers: dict[str, Consumer] = {}
-        self.organisations: OrderedDict[str, Organisation] = OrderedDict()
-        self.request_tokens: dict[str, RequestToken] = {}
-        self.connections: dict[str, Connection] = {}  # by session handle
-        self._by_access_token: dict[str, Connection] = {}
-        self._retired: OrderedDict[str, tuple[str, str]] = OrderedDict()  # token → (handle, why)
+    def __init__(self, journal_size: int = 1000, retired_size: int = 10000,
+                 max_request_tokens: int = MAX_REQUEST_TOKENS) -> None:
+        self._lock = threading.RLock()
+        self._durable = Durable()
+        self._ephemeral = Ephemeral(journal=deque(maxlen=journal_size))
+        self._journal_size = journal_size
+        # Indexes over the durable connections, rebuilt with them.
+        self._by_access_token: dict[str, str] = {}  # token → session handle
+        self._by_pair: dict[tuple[str, str], str] = {}  # (consumer, organisation) → session handle
         self._retired_size = retired_size
-        self._nonces: set[tuple[str, str]] = set()
-        self._nonce_expiry: list[tuple[float, str, str]] = []
-        self._journal: deque[dict[str, Any]] = deque(maxlen=journal_size)
+        self._max_request_tokens = max_request_tokens
         self._journal_seq = itertools.count(1)
-        self.journal_changed = threading.Condition(self.lock)
-        self._faults: list[Fault] = []
         self._fault_seq = itertools.count(1)
-        self._rate_windows: dict[tuple[str, str], tuple[deque[float], deque[float]]] = {}
-        self._baseline: tuple[dict[str, Consumer], OrderedDict[str, Organisation]] | None = None
+        self._journal_changed = threading.Condition(self._lock)
+        self._baseline: Durable | None = None
 
     # -- baseline and reset --------------------------------------------------
     def mark_baseline(self) -> None:
         """Remember the consumers and organisations (with their data) as the
         state ``reset`` returns to."""
-        with self.lock:
-            self._baseline = (copy.deepcopy(self.consumers), copy.deepcopy(self.organisations))
+        with self._lock:
+            self._baseline = self._durable.baseline()
 
     def reset(self, consumer_key: str | None = None) -> None:
         """Everything back to the baseline; or, with ``consumer_key``, forget
         only that consumer's tokens, connections, nonces, journal entries,
         rate-limit windows and faults."""
-        with self.lock:
+        with self._lock:
+            eph = self._ephemeral
             if consumer_key is None:
-                if self._baseline is not None:
-                    self.consumers = copy.deepcopy(self._baseline[0])
-                    self.organisations = copy.deepcopy(self._baseline[1])
-                self.request_tokens.clear()
-                self.connections.clear()
+                self._durable = (self._baseline or Durable()).baseline()
                 self._by_access_token.clear()
-                self._retired.clear()
-                self._nonces.clear()
-                self._nonce_expiry.clear()
-                self._journal.clear()
-                self._faults.clear()
-                self._rate_windows.clear()
+                self._by_pair.clear()
+                self._ephemeral = Ephemeral(journal=deque(maxlen=self._journal_size))
+                self._journal_changed.notify_all()
                 return
             self._require_consumer(consumer_key)
-            for token in [t for t, r in self.request_tokens.items() if r.consumer_key == consumer_key]:
-                del self.request_tokens[token]
-            for conn in [c for c in self.connections.values() if c.consumer_key == consumer_key]:
+            tokens = self._durable.request_tokens
+            for token in [t for t, r in tokens.items() if r.consumer_key == consumer_key]:
+                del tokens[token]
+            for conn in [c for c in self._durable.connections.values() if c.consumer_key == consumer_key]:
                 self._drop_connection(conn, None)
-            self._nonces = {n for n in self._nonces if n[0] != consumer_key}
-            self._nonce_expiry = [e for e in self._nonce_expiry if e[1] != consumer_key]
-            heapq.heapify(self._nonce_expiry)
-            kept = [e for e in self._journal if e.get("consumer_key") != consumer_key]
-            self._journal.clear()
-            self._journal.extend(kept)
-            self._faults = [f for f in self._faults if f.consumer_key != consumer_key]
-            for key in [k for k in self._rate_windows if k[0] == consumer_key]:
-                del self._rate_windows[key]
+            eph.nonces = {n for n in eph.nonces if n[0] != consumer_key}
+            eph.nonce_expiry = [e for e in eph.nonce_expiry if e[1] != consumer_key]
+            heapq.heapify(eph.nonce_expiry)
+            kept = [e for e in eph.journal if e.get("consumer_key") != consumer_key]
+            eph.journal.clear()
+            eph.journal.extend(kept)
+            eph.faults = [f for f in eph.faults if f.consumer_key != consumer_key]
+            for key in [k for k in eph.rate_windows if k[0] == consumer_key]:
+                del eph.rate_windows[key]
 
-    # -- consumers and organisations -----------------------------------------
+    # -- consumers -------------------------------------------------------------
     def add_consumer(self, consumer: Consumer) -> Consumer:
-        with self.lock:
-            if consumer.consumer_key in self.consumers:
+        with self._lock:
+            if consumer.consumer_key in self._durable.consumers:
                 raise StoreError(f"consumer {consumer.consumer_key} already exists")
             if consumer.organisation_id is not None:
                 self.organisation(consumer.organisation_id)
-            self.consumers[consumer.consumer_key] = consumer
+            self._durable.consumers[consumer.consumer_key] = consumer
+            return consumer
+
+    def update_consumer(self, consumer_key: str, **changes: Any) -> Consumer:
+        """The consumer with ``changes`` (field → new value) applied."""
+        with self._lock:
+            consumer = dataclasses.replace(self._require_consumer(consumer_key), **changes)
+            self._durable.consumers[consumer_key] = consumer
             return consumer
 
     def consumer(self, consumer_key: str) -> Consumer | None:
-        return self.consumers.get(consumer_key)
+        return self._durable.consumers.get(consumer_key)
+
+    def consumers(self) -> list[Consumer]:
+        with self._lock:
+            return list(self._durable.consumers.values())
 
     def _require_consumer(self, consumer_key: str) -> Consumer:
-        consumer = self.consumers.get(consumer_key)
+        consumer = self._durable.consumers.get(consumer_key)
         if consumer is None:
             raise StoreError(f"no consumer with key {consumer_key}")
         return consumer
 
     def register_client_certificate(self, consumer_key: str, cert: x509.Certificate) -> str:
-        with self.lock:
+        with self._lock:
             consumer = self._require_consumer(consumer_key)
             fp = fingerprint(cert)
-            consumer.client_certificates[fp] = cert.subject.rfc4514_string()
+            certificates = {**consumer.client_certificates, fp: cert.subject.rfc4514_string()}
+            self.update_consumer(consumer_key, client_certificates=certificates)
             return fp
 
     def unregister_client_certificate(self, consumer_key: str, fp: str) -> None:
-        with self.lock:
+        with self._lock:
             consumer = self._require_consumer(consumer_key)
-            if consumer.client_certificates.pop(fp.lower(), None) is None:
+            certificates = dict(consumer.client_certificates)
+            if certificates.pop(fp.lower(), None) is None:
                 raise StoreError(f"no client certificate {fp} registered to {consumer_key}")
+            self.update_consumer(consumer_key, client_certificates=certificates)
 
-    def add_organisation(self, name: str, short_code: str | None = None,
-                         organisation_id: str | None = None, **fields: Any) -> Organisation:
-        with self.lock:
-            org = Organisation(
-                organisation_id=organisation_id or str(uuid.uuid4()),
-                name=name,
-                short_code=short_code or "!" + new_token()[:5],
-                org_muid=new_token()[:22],
-                **fields,
-            )
-            if org.organisation_id in self.organisations:
+    # -- organisations and their data -------------------------------------------
+    def add_organisation(self, org: Organisation, data: Mapping[str, Collection]) -> Organisation:
+        """A new organisation with its API data (collection → records)."""
+        with self._lock:
+            if org.organisation_id in self._durable.organisations:
                 raise StoreError(f"organisation {org.organisation_id} already exists")
-            self.organisations[org.organisation_id] = org
+            self._durable.organisations[org.organisation_id] = org
+            self._durable.data[org.organisation_id] = {name: _published(records)
+                                                       for name, records in data.items()}
             return org
+
+    def organisations(self) -> list[Organisation]:
+        with self._lock:
+            return list(self._durable.organisations.values())
 
     def organisation(self, ref: str | None = None) -> Organisation:
         """By id, short code or name (case-insensitive); None → the default
         (first) organisation."""
-        with self.lock:
-            if not self.organisations:
+        with self._lock:
+            orgs = self._durable.organisations
+            if not orgs:
                 raise StoreError("there are no organisations")
             if ref is None or ref == "":
-                return next(iter(self.organisations.values()))
-            if ref in self.organisations:
-                return self.organisations[ref]
+                return next(iter(orgs.values()))
+            if ref in orgs:
+                return orgs[ref]
             wanted = ref.lower()
-            for org in self.organisations.values():
+            for org in orgs.values():
                 if wanted in (org.short_code.lower(), org.name.lower(), org.organisation_id.lower()):
                     return org
             raise StoreError(f"no organisation {ref!r}")
 
+    def collections(self, organisation_id: str) -> dict[str, Collection]:
+        """The organisation's published collections: a consistent snapshot
+        that later saves never change (they publish new ones)."""
+        with self._lock:
+            return dict(self._durable.data.get(organisation_id, {}))
+
+    def records(self, organisation_id: str, collection: str) -> Collection:
+        with self._lock:
+            return self._durable.data.get(organisation_id, {}).get(collection, _EMPTY)
+
+    def counts(self, organisation_id: str) -> dict[str, int]:
+        with self._lock:
+            return {name: len(items) for name, items in self._durable.data.get(organisation_id, {}).items()}
+
+    def publish(self, organisation_id: str, seen: Mapping[str, Collection],
+                changed: Mapping[str, Collection]) -> bool:
+        """Swap in ``changed`` collections, built (outside the lock) from the
+        snapshot ``seen``; False, changing nothing, if another save published
+        first — the caller builds again from a new snapshot."""
+        with self._lock:
+            current = self._durable.data.get(organisation_id)
+            if current is None:
+                raise StoreError(f"no organisation {organisation_id!r}")
+            if any(current.get(name, _EMPTY) is not seen.get(name, _EMPTY) for name in changed):
+                return False
+            for name, records in changed.items():  # handed over: the caller never touches them again
+                current[name] = MappingProxyType(records)
+            return True
+
+    def update_data(self, organisation_id: str,
+                    build: Callable[[dict[str, Collection]], tuple[Any, Mapping[str, Collection]]]) -> Any:
+        """Run ``build(snapshot) -> (result, changed collections)`` outside
+        the lock and publish what it changed, again from a fresh snapshot if
+        another save got in first; returns ``result``."""
+        while True:
+            seen = self.collections(organisation_id)
+            result, changed = build(seen)
+            if not changed or self.publish(organisation_id, seen, changed):
+                return result
+
     # -- request tokens --------------------------------------------------------
     def new_request_token(self, consumer_key: str, callback: str, expires_at: float) -> RequestToken:
-        with self.lock:
+        with self._lock:
             self._prune_request_tokens()
             rt = RequestToken(new_token(), new_token(), consumer_key, callback, expires_at)
-            self.request_tokens[rt.token] = rt
+            self._durable.request_tokens[rt.token] = rt
             return rt
 
     def _prune_request_tokens(self) -> None:
@@ -347,40 +443,43 @@ class Store:
         finished (used or denied) tokens, then the oldest half. Insertion
         order is age order, and expiry cannot be used because tests move the
         mock clock both ways."""
-        if len(self.request_tokens) < MAX_REQUEST_TOKENS:
+        tokens = self._durable.request_tokens
+        if len(tokens) < self._max_request_tokens:
             return
-        for token in [t for t, rt in self.request_tokens.items() if rt.state in ("used", "denied")]:
-            del self.request_tokens[token]
-        if len(self.request_tokens) >= MAX_REQUEST_TOKENS // 2:
-            for token in list(self.request_tokens)[: len(self.request_tokens) // 2]:
-                del self.request_tokens[token]
+        for token in [t for t, rt in tokens.items() if rt.state in ("used", "denied")]:
+            del tokens[token]
+        if len(tokens) >= self._max_request_tokens // 2:
+            for token in list(tokens)[: len(tokens) // 2]:
+                del tokens[token]
 
     def request_token(self, token: str) -> RequestToken | None:
-        return self.request_tokens.get(token)
+        return self._durable.request_tokens.get(token)
 
-    def decide(self, token: str, approve: bool, organisation_id: str | None) -> RequestToken:
-        """Approve (with an organisation) or deny a pending request token."""
-        with self.lock:
-            rt = self.request_tokens.get(token)
+    def decide(self, token: str, approve: bool, organisation_id: str | None, now: float) -> RequestToken:
+        """Approve (with an organisation) or deny a pending, unexpired request token."""
+        with self._lock:
+            rt = self._durable.request_tokens.get(token)
             if rt is None or rt.state != "pending":
                 state = "unknown" if rt is None else rt.state
                 raise StoreError(f"request token {token} is {state}, not pending")
+            if now > rt.expires_at:
+                raise StoreError(f"request token {token} has expired")
             if approve:
-                rt.state = "authorized"
-                rt.verifier = new_token()
-                rt.organisation_id = organisation_id
+                rt = dataclasses.replace(rt, state="authorized", verifier=new_token(),
+                                         organisation_id=organisation_id)
             else:
-                rt.state = "denied"
+                rt = dataclasses.replace(rt, state="denied")
+            self._durable.request_tokens[token] = rt
             return rt
 
     def use_request_token(self, token: str) -> bool:
         """Atomically mark an authorised request token used; False if another
         request got there first."""
-        with self.lock:
-            rt = self.request_tokens.get(token)
+        with self._lock:
+            rt = self._durable.request_tokens.get(token)
             if rt is None or rt.state != "authorized":
                 return False
-            rt.state = "used"
+            self._durable.request_tokens[token] = dataclasses.replace(rt, state="used")
             return True
 
     # -- connections -----------------------------------------------------------
@@ -388,10 +487,10 @@ class Store:
                 token_ttl: float, authorization_ttl: float) -> Connection:
         """A new connection; replaces the consumer's earlier one to the same
         organisation (Xero)."""
-        with self.lock:
-            for old in list(self.connections.values()):
-                if old.consumer_key == consumer_key and old.organisation_id == organisation_id:
-                    self._drop_connection(old, RETIRED_REPLACED)
+        with self._lock:
+            old_handle = self._by_pair.get((consumer_key, organisation_id))
+            if old_handle is not None:
+                self._drop_connection(self._durable.connections[old_handle], RETIRED_REPLACED)
             conn = Connection(
                 consumer_key=consumer_key,
                 organisation_id=organisation_id,
@@ -402,148 +501,179 @@ class Store:
                 authorization_expires_at=now + authorization_ttl,
                 created_at=now,
             )
-            self.connections[conn.session_handle] = conn
-            self._by_access_token[conn.access_token] = conn
+            self._put_connection(conn)
             return conn
 
+    def _put_connection(self, conn: Connection) -> None:
+        self._durable.connections[conn.session_handle] = conn
+        self._by_access_token[conn.access_token] = conn.session_handle
+        self._by_pair[(conn.consumer_key, conn.organisation_id)] = conn.session_handle
+
     def connection_for_token(self, token: str) -> Connection | None:
-        return self._by_access_token.get(token)
+        handle = self._by_access_token.get(token)
+        return None if handle is None else self._durable.connections.get(handle)
 
     def retired(self, token: str) -> tuple[str, str] | None:
         """(session handle, why) for a token that used to be current."""
-        return self._retired.get(token)
+        return self._durable.retired.get(token)
 
-    def renew(self, conn: Connection, presented_token: str, now: float, token_ttl: float,
+    def renew(self, presented_token: str, now: float, token_ttl: float,
               rotate_handle: bool) -> Connection | None:
         """Swap the connection's token for a new pair, atomically; None when
         ``presented_token`` is no longer current (someone renewed first, or the
         connection is gone)."""
-        with self.lock:
-            if self._by_access_token.get(presented_token) is not conn:
+        with self._lock:
+            conn = self.connection_for_token(presented_token)
+            if conn is None:
                 return None
-            self._retire(conn.access_token, conn.session_handle, RETIRED_SUPERSEDED)
-            del self._by_access_token[conn.access_token]
-            conn.access_token = new_token()
-            conn.access_secret = new_token()
-            conn.token_expires_at = now + token_ttl
-            if rotate_handle:
-                del self.connections[conn.session_handle]
-                conn.session_handle = new_token()
-                self.connections[conn.session_handle] = conn
-            self._by_access_token[conn.access_token] = conn
-            return conn
+            self._drop_connection(conn, RETIRED_SUPERSEDED)
+            renewed = dataclasses.replace(
+                conn, access_token=new_token(), access_secret=new_token(), token_expires_at=now + token_ttl,
+                session_handle=new_token() if rotate_handle else conn.session_handle)
+            self._put_connection(renewed)
+            return renewed
+
+    def _find_connection(self, token: str | None, session_handle: str | None) -> Connection:
+        conn = (self._durable.connections.get(session_handle) if session_handle
+                else self.connection_for_token(token or ""))
+        if conn is None:
+            raise StoreError("no active connection with that token or session handle")
+        return conn
 
     def revoke(self, token: str | None = None, session_handle: str | None = None) -> Connection:
-        with self.lock:
-            conn = None
-            if session_handle is not None:
-                conn = self.connections.get(session_handle)
-            elif token is not None:
-                conn = self._by_access_token.get(token)
-            if conn is None:
-                raise StoreError("no active connection with that token or session handle")
+        with self._lock:
+            conn = self._find_connection(token, session_handle)
             self._drop_connection(conn, RETIRED_REVOKED)
             return conn
 
     def expire_now(self, token: str | None, session_handle: str | None, now: float) -> Connection:
-        with self.lock:
-            conn = (self.connections.get(session_handle) if session_handle
-                    else self._by_access_token.get(token or ""))
-            if conn is None:
-                raise StoreError("no active connection with that token or session handle")
-            conn.token_expires_at = min(conn.token_expires_at, now)
+        with self._lock:
+            conn = self._find_connection(token, session_handle)
+            conn = dataclasses.replace(conn, token_expires_at=min(conn.token_expires_at, now))
+            self._durable.connections[conn.session_handle] = conn
             return conn
 
     def _drop_connection(self, conn: Connection, why: str | None) -> None:
-        self.connections.pop(conn.session_handle, None)
+        self._durable.connections.pop(conn.session_handle, None)
         self._by_access_token.pop(conn.access_token, None)
+        if self._by_pair.get((conn.consumer_key, conn.organisation_id)) == conn.session_handle:
+            del self._by_pair[(conn.consumer_key, conn.organisation_id)]
         if why is not None:
-            self._retire(conn.access_token, conn.session_handle, why)
+            retired = self._durable.retired
+            retired[conn.access_token] = (conn.session_handle, why)
+            retired.move_to_end(conn.access_token)
+            while len(retired) > self._retired_size:
+                retired.popitem(last=False)
 
-    def _retire(self, token: str, handle: str, why: str) -> None:
-        self._retired[token] = (handle, why)
-        self._retired.move_to_end(token)
-        while len(self._retired) > self._retired_size:
-            self._retired.popitem(last=False)
+    def connections_for(self, consumer_key: str | None = None,
+                        organisation_id: str | None = None) -> list[Connection]:
+        with self._lock:
+            return [c for c in self._durable.connections.values()
+                    if (consumer_key is None or c.consumer_key == consumer_key)
+                    and (organisation_id is None or c.organisation_id == organisation_id)]
 
     # -- nonces ----------------------------------------------------------------
     def nonce_seen(self, consumer_key: str, nonce: str) -> bool:
-        return (consumer_key, nonce) in self._nonces
+        return (consumer_key, nonce) in self._ephemeral.nonces
 
-    def remember_nonce(self, consumer_key: str, nonce: str, forget_at: float) -> bool:
+    def remember_nonce(self, consumer_key: str, nonce: str, forget_at: float, now: float) -> bool:
         """Record a nonce until ``forget_at`` (real time, the end of its
-        timestamp window); False if it was already there."""
+        timestamp window), forgetting those whose time has come by ``now``;
+        False if it was already there."""
         key = (consumer_key, nonce)
-        with self.lock:
-            now = time.time()
-            expiry = self._nonce_expiry
+        with self._lock:
+            eph = self._ephemeral
+            expiry = eph.nonce_expiry
             while expiry and expiry[0][0] <= now:
                 _, ck, n = heapq.heappop(expiry)
-                self._nonces.discard((ck, n))
-            if key in self._nonces:
+                eph.nonces.discard((ck, n))
+            if key in eph.nonces:
                 return False
-            self._nonces.add(key)
+            eph.nonces.add(key)
             heapq.heappush(expiry, (forget_at, consumer_key, nonce))
             return True
 
     def nonce_count(self) -> int:
-        return len(self._nonces)
+        return len(self._ephemeral.nonces)
+
+    def nonce_forget_at(self, consumer_key: str, nonce: str) -> float | None:
+        """When a remembered nonce will be forgotten (None: not remembered)."""
+        with self._lock:
+            return next((at for at, ck, n in self._ephemeral.nonce_expiry
+                         if ck == consumer_key and n == nonce), None)
 
     # -- journal ---------------------------------------------------------------
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
+        with self._lock:
             entry["id"] = next(self._journal_seq)
-            self._journal.append(entry)
-            self.journal_changed.notify_all()
+            self._ephemeral.journal.append(entry)
+            self._journal_changed.notify_all()
             return entry
 
     def journal(self, consumer_key: str | None = None, since: int = 0) -> list[dict[str, Any]]:
-        with self.lock:
-            return [dict(e) for e in self._journal
+        with self._lock:
+            return [dict(e) for e in self._ephemeral.journal
                     if e["id"] > since and (consumer_key is None or e.get("consumer_key") == consumer_key)]
+
+    def wait_for_entry(self, match: Callable[[Mapping[str, Any]], bool], since: int,
+                       timeout: float, monotonic: Callable[[], float]) -> dict[str, Any] | None:
+        """The first journal entry after ``since`` that ``match`` accepts,
+        waiting up to ``timeout`` seconds for it to be recorded."""
+        deadline = monotonic() + timeout
+        with self._journal_changed:
+            while True:
+                for entry in self.journal(None, since):
+                    if match(entry):
+                        return entry
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    return None
+                self._journal_changed.wait(remaining)
 
     # -- faults ----------------------------------------------------------------
     def add_fault(self, fault: Fault) -> Fault:
-        with self.lock:
-            fault.fault_id = next(self._fault_seq)
-            self._faults.append(fault)
-            return fault
+        with self._lock:
+            fault = dataclasses.replace(fault, fault_id=next(self._fault_seq))
+            self._ephemeral.faults.append(fault)
+            return dataclasses.replace(fault)
 
     @property
     def has_faults(self) -> bool:
         """Cheap, unlocked: whether any fault is queued at all."""
-        return bool(self._faults)
+        return bool(self._ephemeral.faults)
 
     def take_fault(self, path: str, consumer_key: str | None) -> Fault | None:
         """The first queued fault matching this request, counted down."""
-        if not self._faults:  # cheap exit on the hot path
+        if not self._ephemeral.faults:  # cheap exit on the hot path
             return None
-        with self.lock:
-            for fault in self._faults:
+        with self._lock:
+            faults = self._ephemeral.faults
+            for fault in faults:
                 if fault.matches(path, consumer_key):
                     fault.count -= 1
                     if fault.count <= 0:
-                        self._faults.remove(fault)
+                        faults.remove(fault)
                     return dataclasses.replace(fault)
             return None
 
     def faults(self) -> list[Fault]:
-        with self.lock:
-            return [dataclasses.replace(f) for f in self._faults]
+        with self._lock:
+            return [dataclasses.replace(f) for f in self._ephemeral.faults]
 
     def clear_faults(self, fault_id: int | None = None) -> int:
-        with self.lock:
-            before = len(self._faults)
-            self._faults = [f for f in self._faults if fault_id is not None and f.fault_id != fault_id]
-            return before - len(self._faults)
+        with self._lock:
+            eph = self._ephemeral
+            before = len(eph.faults)
+            eph.faults = [f for f in eph.faults if fault_id is not None and f.fault_id != fault_id]
+            return before - len(eph.faults)
 
     # -- rate limits -----------------------------------------------------------
     def rate_limit_hit(self, consumer_key: str, organisation_id: str, now: float,
                        per_minute: int, per_day: int) -> str | None:
         """Count one call; the window that is exceeded ("minute" | "day"), if
         any. A refused call is not counted (Xero counted only served calls)."""
-        with self.lock:
-            minute, day = self._rate_windows.setdefault(
+        with self._lock:
+            minute, day = self._ephemeral.rate_windows.setdefault(
                 (consumer_key, organisation_id), (deque(), deque())
             )
             for window, span in ((minute, 60.0), (day, 86400.0)):
@@ -558,23 +688,24 @@ class Store:
             return None
 
     # -- views -----------------------------------------------------------------
-    def connections_for(self, consumer_key: str | None = None,
-                        organisation_id: str | None = None) -> list[Connection]:
-        with self.lock:
-            return [c for c in self.connections.values()
-                    if (consumer_key is None or c.consumer_key == consumer_key)
-                    and (organisation_id is None or c.organisation_id == organisation_id)]
-
     def sizes(self) -> dict[str, int]:
-        with self.lock:
+        with self._lock:
+            durable, eph = self._durable, self._ephemeral
             return {
-                "consumers": len(self.consumers),
-                "organisations": len(self.organisations),
-                "request_tokens": len(self.request_tokens),
-                "connections": len(self.connections),
-                "retired_tokens": len(self._retired),
-                "nonces": len(self._nonces),
-                "journal": len(self._journal),
-                "faults": len(self._faults),
+                "consumers": len(durable.consumers),
+                "organisations": len(durable.organisations),
+                "request_tokens": len(durable.request_tokens),
+                "connections": len(durable.connections),
+                "retired_tokens": len(durable.retired),
+                "nonces": len(eph.nonces),
+                "journal": len(eph.journal),
+                "faults": len(eph.faults),
             }
 
+
+_EMPTY: Collection = MappingProxyType({})
+
+
+def _published(records: Mapping[str, Record] | Iterable[tuple[str, Record]]) -> Collection:
+    """A collection as the store keeps it: its own read-only copy."""
+    return MappingProxyType(OrderedDict(records))

@@ -13,7 +13,6 @@ measurements behind the settings below.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import select
@@ -32,40 +31,18 @@ from cheroot.ssl.pyopenssl import (
     pyOpenSSLAdapter,
 )
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
+
+from .peer import PEER_ENVIRON, PeerCertificate
 
 log = logging.getLogger("mockxero.tls")
 
-#: The WSGI environ key holding the connection's :class:`PeerCertificate` (or None).
-PEER_ENVIRON = "mockxero.peer"
-
-
-
-@dataclasses.dataclass(frozen=True)
-class PeerCertificate:
-    """The client certificate a connection presented, read once per connection."""
-
-    leaf: x509.Certificate
-    #: The rest of the chain the client sent; on the server side it never
-    #: includes the leaf.
-    chain: tuple[x509.Certificate, ...]
-    #: SHA-256 of the leaf's DER, lower-case hex.
-    fingerprint: str
-    pem: str
-
-    @classmethod
-    def from_connection(cls, ssl_conn: SSL.Connection) -> PeerCertificate | None:
-        leaf = ssl_conn.get_peer_certificate(as_cryptography=True)
-        if leaf is None:
-            return None
-        chain = ssl_conn.get_peer_cert_chain(as_cryptography=True) or []
-        return cls(
-            leaf=leaf,
-            chain=tuple(c for c in chain if c != leaf),
-            fingerprint=leaf.fingerprint(hashes.SHA256()).hex(),
-            pem=leaf.public_bytes(serialization.Encoding.PEM).decode(),
-        )
+def _peer_of(ssl_conn: SSL.Connection) -> PeerCertificate | None:
+    leaf = ssl_conn.get_peer_certificate(as_cryptography=True)
+    if leaf is None:
+        return None
+    return PeerCertificate.from_certificates(leaf, ssl_conn.get_peer_cert_chain(as_cryptography=True) or [])
 
 
 def make_context(cert_path: Path, key_path: Path, client_ca_path: Path | None) -> SSL.Context:
@@ -177,7 +154,7 @@ class _Gateway(cheroot.wsgi.Gateway_10):
             peer = None
             if isinstance(conn.socket, SSL.Connection):
                 try:
-                    peer = PeerCertificate.from_connection(conn.socket)
+                    peer = _peer_of(conn.socket)
                 except Exception:  # a broken certificate is treated as none
                     log.exception("could not read the peer certificate")
             conn._mockxero_peer = peer

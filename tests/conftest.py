@@ -26,15 +26,22 @@ def xero_server(certs_dir: Path) -> Iterator[MockXero]:
 
 
 @pytest.fixture
-def xero(xero_server: MockXero) -> MockXero:
-    """The session's mock, back to its starting state."""
+def xero(xero_server: MockXero) -> Iterator[MockXero]:
+    """The session's mock, back to its starting state. A test fails when the
+    server hit an internal error while it ran (as pytest-httpserver's
+    ``check_handler_errors``), with the server's traceback."""
     xero_server.reset()
-    return xero_server
+    yield xero_server
+    errors = [entry for entry in xero_server.journal() if entry.get("error")]
+    if errors:
+        pytest.fail("the mock hit an internal error:\n" + "\n".join(
+            f"{e['method']} {e['path']}: {e['error']}\n{e.get('traceback', '')}" for e in errors),
+            pytrace=False)
 
 
 @pytest.fixture
 def client_cert(xero: MockXero) -> tuple[str, str]:
-    return (str(xero.certs.path("entrust-cert.pem")), str(xero.certs.path("entrust-private-nopass.pem")))
+    return xero.client_cert
 
 
 @pytest.fixture
@@ -66,6 +73,6 @@ def anonymous(xero: MockXero) -> Iterator[requests.Session]:
     certificate, signs nothing."""
     s = requests.Session()
     s.trust_env = False
-    s.verify = str(xero.certs.path("ca.pem"))
+    s.verify = str(xero.ca_path)
     yield s
     s.close()

@@ -24,7 +24,7 @@ QUERY = oauthlib.oauth1.SIGNATURE_TYPE_QUERY
 BODY = oauthlib.oauth1.SIGNATURE_TYPE_BODY
 
 
-class ExtraParamsClient(oauthlib.oauth1.Client):
+class ExtraParamsClient(oauthlib.oauth1.Client):  # type: ignore[misc]
     """oauthlib's Client, able to put more oauth_* parameters (such as
     oauth_session_handle) among the signed protocol parameters, wherever the
     signature type puts them."""
@@ -70,7 +70,7 @@ class Control:
         self.xero = xero
         self.session = requests.Session()
         self.session.trust_env = False
-        self.session.verify = str(xero.certs.path("ca.pem"))
+        self.session.verify = str(xero.ca_path)
         if admin_token is not None:
             self.session.headers["Authorization"] = f"Bearer {admin_token}"
 
@@ -121,7 +121,7 @@ class Partner:
         self.signature_method = signature_method
         self.session = requests.Session()
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-        self.session.verify = str(xero.certs.path("ca.pem"))
+        self.session.verify = str(xero.ca_path)
         self.session.cert = cert
 
     def close(self) -> None:

@@ -87,7 +87,7 @@ def abused_server(certs_dir: Path) -> Iterator[MockXero]:
 
 
 def signing_partner(mock: MockXero) -> Partner:
-    cert = (str(mock.certs.path("entrust-cert.pem")), str(mock.certs.path("entrust-private-nopass.pem")))
+    cert = mock.client_cert
     partner = Partner(mock, mock.certs.consumer_key, mock.certs.consumer_secret,
                       rsa_key=mock.certs.application_key, cert=cert)
     request = partner.session.request
@@ -112,7 +112,7 @@ def good_client_round(mock: MockXero) -> None:
 
 
 def tls_context(mock: MockXero) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(mock.certs.path("ca.pem")))
+    ctx = ssl.create_default_context(cafile=str(mock.ca_path))
     ctx.load_cert_chain(mock.certs.path("entrust-cert.pem"), mock.certs.path("entrust-private-nopass.pem"))
     return ctx
 

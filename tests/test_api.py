@@ -48,9 +48,9 @@ def test_every_organisation_spelling_answers_one_organisations_collection(
     org = xero.organisations()[0]
     assert list(data) == ["Id", "Status", "ProviderName", "DateTimeUTC", "Organisations"]
     [record] = data["Organisations"]
-    assert record["Name"] == org.name == "Demo Company (NZ)"
-    assert record["OrganisationID"] == org.organisation_id
-    assert record["ShortCode"] == org.short_code
+    assert record["Name"] == org["name"] == "Demo Company (NZ)"
+    assert record["OrganisationID"] == org["organisation_id"]
+    assert record["ShortCode"] == org["short_code"]
     assert record["BaseCurrency"] == "NZD" and record["CountryCode"] == "NZ"
     assert WCF_DATE.fullmatch(record["CreatedDateUTC"])
 
@@ -63,12 +63,12 @@ def test_organisation_xml(xero: MockXero, partner: Partner, tokens: Tokens) -> N
     assert org.tag == "Organisation"
     assert org.findtext("Name") == "Demo Company (NZ)"
     assert org.findtext("PaysTax") == "true"
-    assert org.findtext("OrganisationID") == xero.organisations()[0].organisation_id
+    assert org.findtext("OrganisationID") == xero.organisations()[0]["organisation_id"]
 
 
 def test_organisation_is_the_connected_one(xero: MockXero, partner: Partner) -> None:
     au = xero.organisations()[1]
-    tokens = partner.connect(org=au.short_code)
+    tokens = partner.connect(org=au["short_code"])
     [record] = get_json(partner, tokens, "Organisation")["Organisations"]
     assert record["Name"] == "Demo Company (AU)"
     assert record["BaseCurrency"] == "AUD"
@@ -85,8 +85,8 @@ def test_organisation_cannot_be_changed(partner: Partner, tokens: Tokens) -> Non
 # -- the envelope -----------------------------------------------------------------------
 
 def test_json_envelope(xero: MockXero, partner: Partner, tokens: Tokens) -> None:
-    xero.clock.freeze()
-    xero.clock.set(JAN31_MS / 1000 + 3600)
+    xero.move_clock(freeze=True)
+    xero.move_clock(set=JAN31_MS / 1000 + 3600)
     data = get_json(partner, tokens, "Contacts")
     uuid.UUID(data["Id"])
     assert data["Status"] == "OK"
@@ -98,8 +98,8 @@ def test_json_envelope(xero: MockXero, partner: Partner, tokens: Tokens) -> None
 
 
 def test_xml_is_the_default(xero: MockXero, partner: Partner, tokens: Tokens) -> None:
-    xero.clock.freeze()
-    xero.clock.set(JAN31_MS / 1000 + 3600.25)
+    xero.move_clock(freeze=True)
+    xero.move_clock(set=JAN31_MS / 1000 + 3600.25)
     for headers in ({}, {"Accept": "*/*"}, {"Accept": "text/xml"}, {"Accept": "application/xml"},
                     {"Accept": "application/json;q=0.1, text/xml"}):
         root = get_xml(partner, tokens, "Contacts", headers=headers)
@@ -229,7 +229,7 @@ def test_one_invoice_by_id_or_number(partner: Partner, tokens: Tokens, fixed: No
 
 def test_each_organisation_has_its_own_data(xero: MockXero, partner: Partner, fixed: None) -> None:
     nz = partner.connect()
-    au = partner.connect(org=xero.organisations()[1].short_code)
+    au = partner.connect(org=xero.organisations()[1]["short_code"])
     assert names(get_json(partner, nz, "Contacts")) == ["Alpha Ltd", "beta Traders", "Gamma Co"]
     au_contacts = get_json(partner, au, "Contacts")["Contacts"]
     assert {c["Name"] for c in au_contacts} == SEEDED_CONTACTS
@@ -300,7 +300,7 @@ def _path(template: str) -> str:
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_expired_token(xero: MockXero, partner: Partner, tokens: Tokens, fixed: None, resource: str) -> None:
     assert partner.api(tokens, _path(resource)).status_code == 200
-    xero.clock.advance(1801)
+    xero.advance(1801)
     assert_problem(partner.api(tokens, _path(resource)), 401, "token_expired",
                          "The access token has expired")
 

@@ -42,50 +42,50 @@ def test_default_limits_are_xeros(xero: MockXero, control: Control) -> None:
 
 
 def test_minute_window(xero: MockXero, partner: Partner, tokens: Tokens) -> None:
-    xero.clock.freeze()
-    xero.rate_limit = (3, 100)
+    xero.move_clock(freeze=True)
+    xero.change_settings(rate_limit="3/100")
     assert calls(partner, tokens, 3, "Organisation") == [200] * 3
     assert_rate_limited(partner.api(tokens, "Invoices"), "minute")  # every resource counts
     assert_rate_limited(partner.api(tokens, "Contacts", headers=JSON), "minute")
-    xero.clock.advance(59)
+    xero.advance(59)
     assert_rate_limited(partner.api(tokens, "Contacts"), "minute")
-    xero.clock.advance(1.5)  # the window rolls: the first calls are a minute old
+    xero.advance(1.5)  # the window rolls: the first calls are a minute old
     assert calls(partner, tokens, 3) == [200] * 3
     assert_rate_limited(partner.api(tokens, "Contacts"), "minute")
 
 
 def test_day_window(xero: MockXero, partner: Partner, tokens: Tokens) -> None:
-    xero.clock.freeze()
-    xero.rate_limit = (100, 4)
+    xero.move_clock(freeze=True)
+    xero.change_settings(rate_limit="100/4")
     assert calls(partner, tokens, 2) == [200, 200]
-    xero.clock.advance(3 * 3600)
+    xero.advance(3 * 3600)
     tokens = renewed(partner, tokens)  # 30-minute tokens: renewals are not API calls
     assert calls(partner, tokens, 2) == [200, 200]
     assert_rate_limited(partner.api(tokens, "Contacts"), "day")
-    xero.clock.advance(61)  # a new minute does not help
+    xero.advance(61)  # a new minute does not help
     assert_rate_limited(partner.api(tokens, "Contacts"), "day")
-    xero.clock.advance(86400 - 3 * 3600 - 61 + 1)  # the first two calls leave the rolling day
+    xero.advance(86400 - 3 * 3600 - 61 + 1)  # the first two calls leave the rolling day
     tokens = renewed(partner, tokens)
     assert calls(partner, tokens, 2) == [200, 200]
     assert_rate_limited(partner.api(tokens, "Contacts"), "day")
 
 
 def test_limits_are_per_consumer_and_organisation(xero: MockXero, partner: Partner, tokens: Tokens) -> None:
-    xero.rate_limit = (2, 100)
+    xero.change_settings(rate_limit="2/100")
     assert calls(partner, tokens, 2) == [200, 200]
     assert_rate_limited(partner.api(tokens, "Contacts"), "minute")
-    au = partner.connect(org=xero.organisations()[1].short_code)
+    au = partner.connect(org=xero.organisations()[1]["short_code"])
     assert calls(partner, au, 2) == [200, 200]
     assert_rate_limited(partner.api(au, "Contacts"), "minute")
 
 
 def test_refused_calls_do_not_count(xero: MockXero, partner: Partner, tokens: Tokens) -> None:
-    xero.clock.freeze()
-    xero.rate_limit = (2, 100)
+    xero.move_clock(freeze=True)
+    xero.change_settings(rate_limit="2/100")
     assert calls(partner, tokens, 2) == [200, 200]
     for _ in range(5):
         assert_rate_limited(partner.api(tokens, "Contacts"), "minute")
-    xero.clock.advance(60.5)
+    xero.advance(60.5)
     assert calls(partner, tokens, 3) == [200, 200, 503]
 
 
@@ -137,10 +137,10 @@ def test_fault_for_one_consumer_only(xero: MockXero, partner: Partner, tokens: T
                                      control: Control) -> None:
     other = xero.add_consumer(certificate=xero.certs.application_certificate)
     control.call("POST", "/faults", json={"kind": "offline", "path": "/api.xro/2.0/*",
-                                          "consumer_key": other.consumer_key})
+                                          "consumer_key": other["consumer_key"]})
     assert calls(partner, tokens, 2) == [200, 200]
     [queued] = control.call("GET", "/faults").json()
-    assert queued["consumer_key"] == other.consumer_key
+    assert queued["consumer_key"] == other["consumer_key"]
     control.call("POST", "/faults", json={"kind": "offline", "path": "/api.xro/2.0/*",
                                           "consumer_key": partner.consumer_key})
     assert partner.api(tokens, "Contacts").status_code == 503
@@ -157,7 +157,7 @@ def test_offline_fault(partner: Partner, tokens: Tokens, control: Control) -> No
 
 
 def test_rate_limit_fault(xero: MockXero, partner: Partner, tokens: Tokens, control: Control) -> None:
-    xero.rate_limit = None
+    xero.change_settings(rate_limit="off")
     control.call("POST", "/faults", json={"kind": "rate_limit", "path": "/api.xro/2.0/*", "window": "day"})
     assert_rate_limited(partner.api(tokens, "Organisation"), "day")
     xero.add_fault("rate_limit", path="/api.xro/2.0/organisation")  # the Python face, minute by default

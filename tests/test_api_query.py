@@ -272,8 +272,8 @@ def test_if_modified_since(partner: Partner, tokens: Tokens, since: str, expecte
 
 def test_if_modified_since_sees_new_records_and_combines(xero: MockXero, partner: Partner,
                                                         tokens: Tokens) -> None:
-    xero.clock.freeze()
-    xero.clock.set(1800000000)  # 2027-01-15T08:00:00Z
+    xero.move_clock(freeze=True)
+    xero.move_clock(set=1800000000)  # 2027-01-15T08:00:00Z
     tokens = partner.connect()
     response = partner.api(tokens, "Contacts", method="PUT", json={"Name": "Delta"}, headers=JSON)
     assert response.status_code == 200, response.text

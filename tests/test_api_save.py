@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from mockxero import MockXero, api_data
-from mockxero.store import Organisation
 
 from .api_support import (
     JAN31_MS,
@@ -37,8 +36,8 @@ XML_BODY = {"Content-Type": "application/xml"}
 @pytest.fixture
 def tokens(xero: MockXero, partner: Partner) -> Tokens:
     xero.load_data(contacts=fixed_contacts(), invoices=fixed_invoices(), replace=True)
-    xero.clock.freeze()
-    xero.clock.set(NOW)
+    xero.move_clock(freeze=True)
+    xero.move_clock(set=NOW)
     return partner.connect()
 
 
@@ -113,7 +112,7 @@ def test_post_creates_and_updates_contacts(partner: Partner, tokens: Tokens, xer
     response = put(partner, tokens, "Contacts", method="POST", headers=JSON, json={"Name": "Zeta"})
     assert response.status_code == 200, response.text
     zeta_id = response.json()["Contacts"][0]["ContactID"]
-    xero.clock.advance(60)
+    xero.advance(60)
     response = put(partner, tokens, "Contacts", method="POST", headers=JSON,
                    json={"Contacts": [{"ContactID": ALPHA, "Name": "Alpha Holdings", "FirstName": "Ann"}]})
     assert response.status_code == 200, response.text
@@ -418,7 +417,7 @@ def test_elements_that_are_not_objects(partner: Partner, tokens: Tokens) -> None
 
 def test_load_data_over_http(xero: MockXero, partner: Partner, control: Control) -> None:
     au = xero.organisations()[1]
-    response = control.call("POST", f"/organisations/{au.short_code}/data", json={
+    response = control.call("POST", f"/organisations/{au['short_code']}/data", json={
         "Contacts": [{"Name": "Loaded Pty", "ContactStatus": "ACTIVE",
                       "UpdatedDateUTC": "2026-01-01T00:00:00Z"}],
         "Invoices": [{"Type": "ACCREC", "InvoiceNumber": "L-1", "Contact": {"Name": "Loaded Pty"},
@@ -430,11 +429,11 @@ def test_load_data_over_http(xero: MockXero, partner: Partner, control: Control)
     assert [c["Name"] for c in loaded["Contacts"]] == ["Loaded Pty"]
     [invoice] = loaded["Invoices"]
     assert (invoice["Status"], invoice["Total"], invoice["AmountDue"]) == ("PAID", 11.0, 0.0)  # AU GST 10%
-    tokens = partner.connect(org=au.short_code)
+    tokens = partner.connect(org=au["short_code"])
     assert "Loaded Pty" in names(get_json(partner, tokens, "Contacts"))
     [fetched] = get_json(partner, tokens, "Invoices/L-1")["Invoices"]
     assert fetched["UpdatedDateUTC"].startswith("/Date(")
-    data = control.call("GET", f"/organisations/{au.organisation_id}/data").json()
+    data = control.call("GET", f"/organisations/{au['organisation_id']}/data").json()
     assert "Loaded Pty" in [c["Name"] for c in data["Contacts"]]
     assert "L-1" in [i["InvoiceNumber"] for i in data["Invoices"]]
 
@@ -450,7 +449,7 @@ def test_load_data_errors_load_nothing(xero: MockXero, control: Control) -> None
     assert "Invoices[0]: The contact with ContactID" in message
     assert xero.data() == before
     assert control.call("POST", "/organisations/nowhere/data", json={}).status_code == 400
-    assert control.call("POST", f"/organisations/{xero.organisations()[0].short_code}/data",
+    assert control.call("POST", f"/organisations/{xero.organisations()[0]['short_code']}/data",
                         json={"Contacts": "no"}).status_code == 400
 
 
@@ -465,8 +464,10 @@ def test_reset_restores_the_seeded_data(xero: MockXero, partner: Partner, tokens
 def test_new_organisations_are_seeded_or_empty(xero: MockXero, partner: Partner) -> None:
     seeded = xero.add_organisation("Seeded Ltd", country_code="AU", base_currency="AUD")
     empty = xero.add_organisation("Empty Ltd", seed_data=False)
-    assert len(xero.data(seeded.organisation_id)["Invoices"]) == 5
-    tokens = partner.connect(org=empty.short_code)
+    assert len(xero.data(seeded["organisation_id"])["Invoices"]) == 5
+    assert seeded["counts"] == {"Contacts": 6, "Invoices": 5}
+    assert empty["counts"] == {"Contacts": 0, "Invoices": 0}
+    tokens = partner.connect(org=empty["short_code"])
     assert get_json(partner, tokens, "Contacts")["Contacts"] == []
     root = get_xml(partner, tokens, "Invoices")
     assert root.find("Invoices") is not None and len(list(root.iter("Invoice"))) == 0
@@ -474,22 +475,37 @@ def test_new_organisations_are_seeded_or_empty(xero: MockXero, partner: Partner)
     assert (org["Name"], org["IsDemoCompany"]) == ("Empty Ltd", False)
 
 
-def test_seeding_writes_under_the_store_lock(xero: MockXero) -> None:
-    """seed() loaded a new organisation's data under a lock of its own (a
-    fresh RLock) while API calls read it under the store's."""
-    org = Organisation(str(uuid.uuid4()), "Seed Lock Ltd", "!SEEDL", "SEEDLOCKMUID")
-    lock = threading.RLock()
-    done = threading.Event()
+def test_a_new_organisation_is_never_seen_without_its_data(xero: MockXero) -> None:
+    """An organisation and its seeded data enter the store in one step:
+    a reader racing the addition sees it with all its data or not at all."""
+    seen: list[dict[str, int]] = []
+    stop = threading.Event()
 
-    def seed() -> None:
-        api_data.seed(org, lock, xero.clock.now())
-        done.set()
+    def read() -> None:
+        while not stop.is_set():
+            seen.extend(org["counts"] for org in xero.organisations() if org["name"].startswith("Race "))
 
-    with lock:
-        worker = threading.Thread(target=seed)
-        worker.start()
-        assert not done.wait(0.2)  # it waits for the lock
-        assert org.collections == {}
-    worker.join(10)
-    assert done.is_set()
-    assert len(org.collections["Invoices"]) == 5
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(20):
+            xero.add_organisation(f"Race {i} Ltd")
+    finally:
+        stop.set()
+        reader.join(10)
+    assert seen, "the reader never saw the new organisations"
+    assert all(counts == {"Contacts": 6, "Invoices": 5} for counts in seen)
+
+
+def test_a_save_never_changes_what_a_reader_holds(xero: MockXero) -> None:
+    """Collections are published copy-on-write: a snapshot taken before a
+    save is the same after it, while the store shows the new record."""
+    org = xero.store.organisation(None)
+    before = xero.store.records(org.organisation_id, api_data.CONTACTS)
+    names = [r["Name"] for r in before.values()]
+    xero.load_data(contacts=[{"Name": "Copy On Write Ltd"}])
+    assert [r["Name"] for r in before.values()] == names
+    after = xero.store.records(org.organisation_id, api_data.CONTACTS)
+    assert "Copy On Write Ltd" in [r["Name"] for r in after.values()]
+    with pytest.raises(TypeError):
+        before["x"] = {}  # type: ignore[index]

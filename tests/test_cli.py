@@ -107,6 +107,7 @@ class Remote:
     def __init__(self, url: str, certs: Path, admin_token: str | None = None) -> None:
         self.url = url
         self.certs = CertBundle(certs)
+        self.ca_path = certs / "ca.pem"
         self.control = requests.Session()
         self.control.trust_env = False
         self.control.verify = str(certs / "ca.pem")

@@ -48,7 +48,7 @@ def test_clock_read_freeze_advance_set_reset(xero: MockXero, control: Control) -
     assert control.ok("POST", "/clock", json={"advance": 100})["now"] == frozen["now"] + 100
     assert control.ok("POST", "/clock", json={"advance": 0.5})["now"] == frozen["now"] + 100.5
     assert control.ok("POST", "/clock", json={"set": 2_000_000_000})["now"] == 2_000_000_000
-    assert xero.clock.now() == 2_000_000_000
+    assert xero.now() == 2_000_000_000
     running = control.ok("POST", "/clock", json={"freeze": False})
     assert running["frozen"] is False and running["now"] >= 2_000_000_000
     back = control.ok("POST", "/clock", json={"reset": True})
@@ -150,7 +150,8 @@ def test_organisations(xero: MockXero, partner: Partner, control: Control) -> No
     assert added["name"] == "Test Org Ltd" and added["short_code"] == "!TEST1"
     assert added["country_code"] == "GB" and added["base_currency"] == "GBP"
     bare = control.ok("POST", "/organisations", json={"name": "Empty Ltd", "seed_data": False}, status=201)
-    assert all(n == 0 for n in bare["counts"].values())
+    assert bare["counts"] == {"Contacts": 0, "Invoices": 0}
+    assert listed[0]["counts"] == {"Contacts": 6, "Invoices": 5}
     assert [o["name"] for o in control.ok("GET", "/organisations")][2:] == ["Test Org Ltd", "Empty Ltd"]
     rt = partner.get_request_token()
     decision = control.ok("POST", "/authorize", json={"oauth_token": rt.oauth_token, "org": "!TEST1"})
@@ -164,11 +165,11 @@ def test_authorize_and_deny(xero: MockXero, partner: Partner, control: Control) 
     decision = control.ok("POST", "/authorize", json={"oauth_token": rt.oauth_token})
     assert decision["oauth_token"] == rt.oauth_token and decision["denied"] is False
     assert TOKEN_SHAPE.match(decision["oauth_verifier"])
-    assert decision["org"] == xero.organisations()[0].short_code
+    assert decision["org"] == xero.organisations()[0]["short_code"]
     assert decision["redirect"].startswith(f"http://localhost:9000/cb?oauth_token={rt.oauth_token}&")
     assert control.post("/authorize", json={"oauth_token": rt.oauth_token}).status_code == 400  # not pending
     oob = partner.get_request_token()
-    second = xero.organisations()[1].short_code
+    second = xero.organisations()[1]["short_code"]
     decision = control.ok("POST", "/authorize", json={"oauth_token": oob.oauth_token, "org": second})
     assert decision["redirect"] is None and decision["org"] == second
     denied = partner.get_request_token()
@@ -179,16 +180,16 @@ def test_authorize_and_deny(xero: MockXero, partner: Partner, control: Control) 
 def test_connections_revoke_and_expire(xero: MockXero, partner: Partner, control: Control) -> None:
     assert control.ok("GET", "/connections") == []
     nz = partner.connect()
-    au = partner.connect(org=xero.organisations()[1].short_code)
+    au = partner.connect(org=xero.organisations()[1]["short_code"])
     conns = control.ok("GET", "/connections")
     assert sorted(c["session_handle"] for c in conns) == sorted(
-        [nz.oauth_session_handle, au.oauth_session_handle])
+        [str(nz.oauth_session_handle), str(au.oauth_session_handle)])
     assert {"consumer_key", "organisation_id", "session_handle", "oauth_token", "token_expires_at",
             "authorization_expires_at", "created_at"} <= set(conns[0])
     assert len(control.ok("GET", "/connections", params={"consumer_key": xero.certs.consumer_key})) == 2
     assert control.ok("GET", "/connections", params={"consumer_key": "SOMEONEELSE"}) == []
     expired = control.ok("POST", "/expire", json={"session_handle": nz.oauth_session_handle})
-    assert expired["connection"]["token_expires_at"] <= xero.clock.now()
+    assert expired["connection"]["token_expires_at"] <= xero.now()
     assert_problem(partner.api(nz, "Organisation"), 401, "token_expired")
     assert partner.api(au, "Organisation").status_code == 200
     control.ok("POST", "/revoke", json={"oauth_token": au.oauth_token})
@@ -335,7 +336,7 @@ def test_ca_pem(xero: MockXero, control: Control) -> None:
     response = control.get("/ca.pem")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/x-pem-file"
-    assert response.text == xero.certs.path("ca.pem").read_text()
+    assert response.text == xero.ca_path.read_text()
     assert response.text.startswith("-----BEGIN CERTIFICATE-----")
 
 
@@ -435,7 +436,7 @@ def test_nothing_changed_by_refused_requests(xero: MockXero, partner: Partner, c
     assert control.post("/clock", json={"freeze": True, "advance": 1e308}).status_code == 400
     assert_form_success(partner.request_token())  # the clock is still usable
     control.post("/settings", json={"auto_approve": True, "rate_limit": "bad"})
-    assert xero.clock.state()["frozen"] is False and abs(xero.clock.state()["offset"]) < 1
+    assert xero.clock()["frozen"] is False and abs(xero.clock()["offset"]) < 1
     assert xero.auto_approve is False and xero.rate_limit == (60, 5000)
 
 

@@ -126,8 +126,8 @@ def test_authorize_page_shows_the_app_the_organisations_and_the_choices(
     assert "mockxero demo partner app" in html
     assert "<select" in html
     for org in xero.organisations():
-        assert org.name in html
-        assert f'value="{org.short_code}"' in html
+        assert org["name"] in html
+        assert f'value="{org["short_code"]}"' in html
     assert 'value="allow"' in html and 'value="deny"' in html
     assert "Allow" in html and "Cancel" in html
     assert rt.oauth_token in html
@@ -139,14 +139,14 @@ def test_allow_redirects_to_the_callback_and_the_exchange_works(
         xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost:8000/xero/cb")
     second = xero.organisations()[1]
-    base, params = redirect_params(decide(xero, anonymous, rt.oauth_token, "allow", org=second.short_code))
+    base, params = redirect_params(decide(xero, anonymous, rt.oauth_token, "allow", org=second["short_code"]))
     assert base == "http://localhost:8000/xero/cb"
     assert set(params) == {"oauth_token", "oauth_verifier", "org"}
     assert params["oauth_token"] == rt.oauth_token
-    assert params["org"] == second.short_code
+    assert params["org"] == second["short_code"]
     assert TOKEN_SHAPE.match(params["oauth_verifier"])
     fields = assert_form_success(partner.exchange(rt, params["oauth_verifier"]))
-    assert dict(fields)["xero_org_muid"] == second.org_muid
+    assert dict(fields)["xero_org_muid"] == second["org_muid"]
 
 
 def test_callback_with_its_own_query_keeps_it(xero: MockXero, partner: Partner,
@@ -203,7 +203,7 @@ def test_authorize_page_for_a_token_it_cannot_use(xero: MockXero, partner: Partn
             verifier = xero.authorize(token)["oauth_verifier"]
             assert_form_success(partner.exchange(rt, verifier))
         elif case == "expired":
-            xero.clock.advance(xero.settings.request_token_ttl + 1)
+            xero.advance(xero.settings.request_token_ttl + 1)
         elif case == "denied":
             xero.authorize(token, deny=True)
     if case == "missing":
@@ -243,9 +243,9 @@ def test_auto_approve_through_the_settings_route(xero: MockXero, partner: Partne
     rt = request_token(partner, "http://localhost:8000/cb")
     _, params = redirect_params(authorize_page(xero, anonymous, rt.oauth_token))
     default = xero.organisations()[0]
-    assert params["org"] == default.short_code and params["oauth_token"] == rt.oauth_token
+    assert params["org"] == default["short_code"] and params["oauth_token"] == rt.oauth_token
     fields = dict(assert_form_success(partner.exchange(rt, params["oauth_verifier"])))
-    assert fields["xero_org_muid"] == default.org_muid
+    assert fields["xero_org_muid"] == default["org_muid"]
     control.ok("POST", "/settings", json={"auto_approve": False})
     rt2 = request_token(partner, "http://localhost:8000/cb")
     assert authorize_page(xero, anonymous, rt2.oauth_token).status_code == 200
@@ -253,7 +253,7 @@ def test_auto_approve_through_the_settings_route(xero: MockXero, partner: Partne
 
 def test_auto_approve_attribute_and_oob(xero: MockXero, partner: Partner,
                                         anonymous: requests.Session) -> None:
-    xero.auto_approve = True
+    xero.change_settings(auto_approve=True)
     rt = request_token(partner)
     page = authorize_page(xero, anonymous, rt.oauth_token)
     assert page.status_code == 200
@@ -263,7 +263,7 @@ def test_auto_approve_attribute_and_oob(xero: MockXero, partner: Partner,
 
 
 def test_reset_turns_auto_approve_back_off(xero: MockXero) -> None:
-    xero.auto_approve = True
+    xero.change_settings(auto_approve=True)
     xero.reset()
     assert xero.auto_approve is False
 
@@ -279,7 +279,7 @@ def test_exchange_fields_in_xero_order(xero: MockXero, partner: Partner) -> None
     assert data["oauth_authorization_expires_in"] == str(xero.settings.authorization_ttl) == "31536000"
     for name in ("oauth_token", "oauth_token_secret", "oauth_session_handle"):
         assert TOKEN_SHAPE.match(data[name]), name
-    assert data["xero_org_muid"] == xero.organisations()[0].org_muid
+    assert data["xero_org_muid"] == xero.organisations()[0]["org_muid"]
     assert data["oauth_token"] != rt.oauth_token
     assert partner.api(tokens_from_fields(data), "Organisation").status_code == 200
 
@@ -357,20 +357,20 @@ def test_another_consumers_request_token(xero: MockXero, partner: Partner, contr
 def test_request_token_expires_on_the_mock_clock(xero: MockXero, partner: Partner, control: Control) -> None:
     rt = request_token(partner)
     verifier = xero.authorize(rt.oauth_token)["oauth_verifier"]
-    xero.clock.advance(xero.settings.request_token_ttl + 1)
+    xero.advance(xero.settings.request_token_ttl + 1)
     assert_problem(partner.exchange(rt, verifier), 401, "token_expired")
     # and an expired pending one cannot be approved any more
     rt2 = request_token(partner)
-    xero.clock.advance(xero.settings.request_token_ttl + 1)
+    xero.advance(xero.settings.request_token_ttl + 1)
     response = control.post("/authorize", json={"oauth_token": rt2.oauth_token})
     assert response.status_code == 400 and "expired" in response.json()["error"]
 
 
 def test_request_token_still_valid_just_before_expiry(xero: MockXero, partner: Partner) -> None:
-    xero.clock.freeze()
+    xero.move_clock(freeze=True)
     rt = request_token(partner)
     verifier = xero.authorize(rt.oauth_token)["oauth_verifier"]
-    xero.clock.advance(xero.settings.request_token_ttl - 1)
+    xero.advance(xero.settings.request_token_ttl - 1)
     assert_form_success(partner.exchange(rt, verifier))
 
 
@@ -384,7 +384,7 @@ def test_authorising_again_replaces_the_connection(xero: MockXero, partner: Part
     assert [c["oauth_token"] for c in conns] == [second.oauth_token]
     assert_problem(partner.renew(first), 401, "token_rejected")
     # a different organisation is a second, independent connection
-    other = partner.connect(org=xero.organisations()[1].short_code)
+    other = partner.connect(org=xero.organisations()[1]["short_code"])
     assert len(xero.connections(xero.certs.consumer_key)) == 2
     as_json = {"Accept": "application/json"}
     assert partner.api(second, "Organisation", headers=as_json).json()["Organisations"][0]["Name"] == (
@@ -437,14 +437,14 @@ def test_private_app_calls_the_api_without_the_dance(xero: MockXero, control: Co
     key = rsa_key("private-flow")
     org = xero.organisations()[1]
     data = register(control, app_type="private", certificate=application_certificate(key),
-                    organisation=org.short_code)
-    assert data["require_client_cert"] is False and data["organisation_id"] == org.organisation_id
+                    organisation=org["short_code"])
+    assert data["require_client_cert"] is False and data["organisation_id"] == org["organisation_id"]
     p = Partner(xero, data["consumer_key"], data["consumer_secret"], rsa_key=key_pem(key))
     try:
         response = p.request("GET", "/api.xro/2.0/Organisation", headers={"Accept": "application/json"},
                              auth=p.auth(data["consumer_key"], data["consumer_secret"]))
         assert response.status_code == 200, response.text
-        assert response.json()["Organisations"][0]["Name"] == org.name
+        assert response.json()["Organisations"][0]["Name"] == org["name"]
         # ... any other token is refused, and the dance is not for it
         response = p.request("GET", "/api.xro/2.0/Organisation", auth=p.auth("SOMEOTHERTOKEN", "x"))
         assert_problem(response, 401, "token_rejected")

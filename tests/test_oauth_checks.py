@@ -8,7 +8,7 @@ import datetime
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 import oauthlib.oauth1
 import pytest
@@ -127,7 +127,7 @@ def test_version_comes_before_the_consumer_and_the_certificate(partner: Partner)
 # -- 3. consumer ---------------------------------------------------------------------------
 def test_unknown_consumer(partner: Partner) -> None:
     stranger = Partner(partner.xero, "NOSUCHCONSUMERKEY0000000000000", rsa_key=partner.rsa_key,
-                       cert=partner.session.cert)
+                       cert=partner.xero.client_cert)
     try:
         assert_problem(request_token(stranger), 401, "consumer_key_unknown",
                        advice="Consumer key was not recognised")
@@ -172,7 +172,7 @@ def test_certificate_403_comes_before_the_later_checks(partner: Partner, later_p
         elif later_problem == "timestamp":
             auth = bare.auth(timestamp=str(int(time.time()) - 86400))
         else:
-            bare.rsa_key = key_pem(rsa_key("other"))
+            bare.rsa_key = rsa_key("other")
             auth = bare.auth()
         assert_403(bare.request("POST", "/oauth/RequestToken", auth=auth))
     finally:
@@ -196,7 +196,7 @@ def test_partner_plaintext_is_rejected(partner: Partner) -> None:
 
 
 def test_public_must_use_hmac(public: Partner) -> None:
-    public.rsa_key = key_pem(rsa_key("other"))
+    public.rsa_key = rsa_key("other")
     response = request_token(public, signature_method=RSA)
     assert_problem(response, 401, "signature_method_rejected", advice_contains="HMAC-SHA1")
 
@@ -249,13 +249,13 @@ def test_non_numeric_timestamp(partner: Partner, timestamp: str) -> None:
 
 
 def test_the_mock_clock_does_not_move_the_timestamp_window(xero: MockXero, partner: Partner) -> None:
-    xero.clock.advance(10 * 86400)
+    xero.advance(10 * 86400)
     assert_form_success(request_token(partner))  # signed with the real clock: fine
-    mock_now = str(int(xero.clock.now()))
+    mock_now = str(int(xero.now()))
     assert_problem(request_token(partner, timestamp=mock_now), 401, "timestamp_refused")
-    xero.clock.set(time.time() - 10 * 86400)
+    xero.move_clock(set=time.time() - 10 * 86400)
     assert_form_success(request_token(partner))
-    assert_problem(request_token(partner, timestamp=str(int(xero.clock.now()))), 401, "timestamp_refused")
+    assert_problem(request_token(partner, timestamp=str(int(xero.now()))), 401, "timestamp_refused")
 
 
 # -- 7. nonce ---------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ def test_nonces_are_per_consumer(partner: Partner, public: Partner) -> None:
 def test_a_forged_request_does_not_burn_the_nonce(partner: Partner) -> None:
     nonce = "FORGED" + str(time.time_ns())
     good_key = partner.rsa_key
-    partner.rsa_key = key_pem(rsa_key("other"))
+    partner.rsa_key = rsa_key("other")
     assert_problem(request_token(partner, nonce=nonce), 401, "signature_invalid")
     partner.rsa_key = good_key
     assert_form_success(request_token(partner, nonce=nonce))
@@ -291,34 +291,34 @@ def test_nonce_is_remembered_until_its_timestamp_leaves_the_window(xero: MockXer
     before = xero.store.nonce_count()
     assert_form_success(request_token(partner, nonce=nonce, timestamp=str(timestamp)))
     assert xero.store.nonce_count() == before + 1
-    forget_at = {n: at for at, _, n in xero.store._nonce_expiry}[nonce]
-    assert forget_at == timestamp + xero.settings.timestamp_past + 1
+    assert xero.store.nonce_forget_at(xero.certs.consumer_key, nonce) == (
+        timestamp + xero.settings.timestamp_past + 1)
 
 
 def test_store_forgets_nonces_after_their_window() -> None:
     store = Store()
     now = time.time()
-    assert store.remember_nonce("K", "old", now - 1)
+    assert store.remember_nonce("K", "old", now + 10, now)
+    assert not store.remember_nonce("K", "old", now + 10, now + 9.9)  # still inside its window
     assert store.nonce_count() == 1
-    # the next remember prunes everything whose window has passed
-    assert store.remember_nonce("K", "new", now + 600)
+    # the next remember after its window prunes it
+    assert store.remember_nonce("K", "new", now + 600, now + 10)
     assert store.nonce_count() == 1
     assert not store.nonce_seen("K", "old")
-    assert store.remember_nonce("K", "old", now + 600)  # usable again
-    assert not store.remember_nonce("K", "new", now + 600)
+    assert store.remember_nonce("K", "old", now + 600, now + 10)  # usable again
+    assert not store.remember_nonce("K", "new", now + 600, now + 10)
     assert store.nonce_count() == 2
 
 
 def test_store_nonce_memory_stays_bounded() -> None:
     store = Store()
-    past = time.time() - 1
+    now = time.time()
     for i in range(5000):
-        assert store.remember_nonce("K", f"n{i}", past)
+        assert store.remember_nonce("K", f"n{i}", now + i, now + i)  # each window over by the next
         assert store.nonce_count() <= 1
-    assert len(store._nonce_expiry) <= 1
-    future = time.time() + 600
+    later = now + 5000
     for i in range(100):
-        store.remember_nonce("K", f"f{i}", future)
+        store.remember_nonce("K", f"f{i}", later + 600, later)
     assert store.nonce_count() == 100
 
 
@@ -328,7 +328,9 @@ def test_small_window_setting_through_the_verifier(xero: MockXero) -> None:
     settings = Settings(timestamp_past=5, timestamp_future=5)
     store = Store()
     store.add_consumer(Consumer("CK", "CS", app_type="public", require_client_cert=False))
-    verifier = OAuthVerifier(store, settings, xero.clock.now_datetime, xero.cert_checker)
+    real = [time.time()]
+    verifier = OAuthVerifier(store, settings, xero.verifier.mock_now, xero.cert_checker,
+                             real_now=lambda: real[0])
     uri = "https://mock.test:8443/oauth/RequestToken"
 
     def signed(timestamp: int, nonce: str) -> SignedRequest:
@@ -336,9 +338,9 @@ def test_small_window_setting_through_the_verifier(xero: MockXero) -> None:
         _, headers, _ = client.sign(uri, "POST")
         return SignedRequest("POST", uri, authorization=headers["Authorization"])
 
-    now = int(time.time())
+    now = int(real[0])
     assert verifier.verify(signed(now, "A")).consumer_key == "CK"
-    assert [(at, n) for at, _, n in store._nonce_expiry] == [(now + 6, "A")]
+    assert store.nonce_forget_at("CK", "A") == now + 6
     with pytest.raises(OAuthProblem) as replay:
         verifier.verify(signed(now, "A"))
     assert replay.value.problem == "nonce_used"
@@ -346,10 +348,10 @@ def test_small_window_setting_through_the_verifier(xero: MockXero) -> None:
         verifier.verify(signed(now - 7, "A"))
     assert old.value.problem == "timestamp_refused"
     # once its window has passed, the next request prunes it
-    store.remember_nonce("CK", "B", now + 600)
+    store.remember_nonce("CK", "B", now + 600, real[0])
     assert store.nonce_count() == 2
-    store._nonce_expiry[0] = (time.time() - 1, "CK", "A")  # as if 6 s had gone by
-    assert verifier.verify(signed(now, "C")) is not None
+    real[0] = now + 6  # 6 s later: A's window has passed
+    assert verifier.verify(signed(now + 6, "C")) is not None
     assert not store.nonce_seen("CK", "A") and store.nonce_count() == 2
 
 
@@ -365,7 +367,7 @@ def test_reset_forgets_nonces(xero: MockXero, partner: Partner) -> None:
 def test_bad_rsa_signature_and_the_journal_base_string(xero: MockXero, partner: Partner,
                                                         control: Control) -> None:
     wrong = rsa_key("other")
-    partner.rsa_key = key_pem(wrong)
+    partner.rsa_key = wrong
     response = partner.request("POST", "/oauth/RequestToken?extra=a%20b", auth=partner.auth())
     assert_problem(response, 401, "signature_invalid", advice="Failed to validate signature")
     entries = [e for e in control.ok("GET", "/requests") if e["oauth_problem"] == "signature_invalid"]
@@ -374,7 +376,7 @@ def test_bad_rsa_signature_and_the_journal_base_string(xero: MockXero, partner: 
     assert entry["status"] == 401 and entry["path"] == "/oauth/RequestToken"
     assert entry["consumer_key"] == xero.certs.consumer_key
     base = entry["base_string"]
-    assert base.startswith("POST&" + requests.utils.quote(xero.url + "/oauth/RequestToken", safe="") + "&")
+    assert base.startswith("POST&" + quote(xero.url + "/oauth/RequestToken", safe="") + "&")
     assert "extra%3Da%2520b" in base
     # the server computed exactly the base string the client signed: the
     # client's (wrong) key over it gives the signature the client sent
@@ -385,6 +387,7 @@ def test_bad_rsa_signature_and_the_journal_base_string(xero: MockXero, partner: 
 def test_tampered_parameter_is_a_bad_signature(partner: Partner) -> None:
     prepared = partner.session.prepare_request(requests.Request(
         "GET", partner.xero.url + "/oauth/RequestToken?a=1", auth=partner.auth()))
+    assert prepared.url is not None
     prepared.url = prepared.url.replace("a=1", "a=2")
     response = partner.session.send(prepared)
     assert_problem(response, 401, "signature_invalid", advice="Failed to validate signature")
@@ -393,9 +396,10 @@ def test_tampered_parameter_is_a_bad_signature(partner: Partner) -> None:
 def test_garbage_signature(partner: Partner) -> None:
     prepared = partner.session.prepare_request(requests.Request(
         "GET", partner.xero.url + "/oauth/RequestToken", auth=partner.auth(signature_type=QUERY)))
+    assert prepared.url is not None
     query = parse_qsl(prepared.url.split("?", 1)[1])
     garbage = [(k, "%%not base64!" if k == "oauth_signature" else v) for k, v in query]
-    rebuilt = "&".join(f"{k}={requests.utils.quote(v, safe='')}" for k, v in garbage)
+    rebuilt = "&".join(f"{k}={quote(v, safe='')}" for k, v in garbage)
     prepared.url = prepared.url.split("?", 1)[0] + "?" + rebuilt
     response = partner.session.send(prepared)
     assert_problem(response, 401, "signature_invalid")
@@ -424,7 +428,7 @@ def test_expired_application_certificate(xero: MockXero, control: Control,
     p = Partner(xero, data["consumer_key"], data["consumer_secret"], rsa_key=key_pem(key), cert=client_cert)
     try:
         assert_form_success(request_token(p))
-        xero.clock.advance(2 * 86400)
+        xero.advance(2 * 86400)
         response = request_token(p)
         body = assert_problem(response, 401, "signature_invalid")
         assert "expired" in body["oauth_problem_advice"]
@@ -473,15 +477,15 @@ def test_request_token_from_every_placement(partner: Partner, method: str, signa
         assert "oauth_signature=" in (sent.url or "") and "Authorization" not in sent.headers
     else:
         body = sent.body.decode() if isinstance(sent.body, bytes) else sent.body
-        assert body is not None and "oauth_signature=" in body
+        assert isinstance(body, str) and "oauth_signature=" in body
 
 
 @pytest.mark.parametrize(("method", "signature_type"), PLACEMENTS)
 def test_whole_dance_and_api_call_from_every_placement(partner: Partner, method: str,
                                                        signature_type: str) -> None:
     rt_response = partner.request_token(method=method, signature_type=signature_type)
-    rt = Tokens(**{k: v for k, v in parse_form(rt_response.text).items()
-                   if k in ("oauth_token", "oauth_token_secret")})
+    fields = parse_form(rt_response.text)
+    rt = Tokens(fields["oauth_token"], fields["oauth_token_secret"])
     verifier = partner.xero.authorize(rt.oauth_token)["oauth_verifier"]
     exchanged = partner.exchange(rt, verifier, method=method, signature_type=signature_type)
     fields = dict(assert_form_success(exchanged))
@@ -531,7 +535,7 @@ def test_timestamp_comes_before_nonce_and_nonce_before_signature(partner: Partne
     assert_form_success(request_token(partner, nonce=nonce))
     stale = str(int(time.time()) - 86400)
     assert_problem(request_token(partner, nonce=nonce, timestamp=stale), 401, "timestamp_refused")
-    partner.rsa_key = key_pem(rsa_key("other"))
+    partner.rsa_key = rsa_key("other")
     assert_problem(request_token(partner, nonce=nonce), 401, "nonce_used")
     assert_problem(request_token(partner), 401, "signature_invalid")
 

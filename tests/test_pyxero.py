@@ -33,10 +33,10 @@ SEEDED = {"ABC Furniture", "Bayside Club", "City Agency", "PowerDirect", "Swanst
 @pytest.fixture
 def credentials(xero: MockXero, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A verified PartnerCredentials, through pyxero's own dance."""
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(xero.certs.path("ca.pem")))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(xero.ca_path))
     consumer = xero.add_consumer(app_type="partner", certificate=xero.certs.application_certificate,
                                  require_client_cert=False, name="pyxero partner app")
-    credentials = PartnerCredentials(consumer.consumer_key, consumer.consumer_secret,
+    credentials = PartnerCredentials(consumer["consumer_key"], consumer["consumer_secret"],
                                      xero.certs.application_key, api_url=xero.url)
     assert credentials.url == f"{xero.url}/oauth/Authorize?oauth_token={credentials.oauth_token}"
     decision = xero.authorize(credentials.oauth_token)
@@ -75,7 +75,7 @@ def test_dance_api_expiry_and_refresh(xero: MockXero, credentials: Any) -> None:
     [paid] = api.invoices.filter(Status="PAID", Type="ACCREC")
     assert paid["InvoiceNumber"] == "INV-0002"
 
-    xero.clock.advance(1801)
+    xero.advance(1801)
     with pytest.raises(XeroUnauthorized) as refused:
         api.contacts.all()
     assert refused.value.errors[0] == "token_expired"
@@ -139,8 +139,8 @@ def test_pyxero_reads_the_mocks_errors(xero: MockXero, credentials: Any) -> None
         api.invoices.all()
     assert str(offline.value) == "The Xero API is currently offline for maintenance"
 
-    xero.rate_limit = (1, 100)
-    xero.clock.advance(61)  # out of the minute of the calls above
+    xero.change_settings(rate_limit="1/100")
+    xero.advance(61)  # out of the minute of the calls above
     api.contacts.all()
     with pytest.raises(XeroRateLimitExceeded) as limited:
         api.contacts.all()

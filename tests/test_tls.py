@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 
 from mockxero import MockXero
 from mockxero.clientcert import ClientCertificateChecker
-from mockxero.tls import PeerCertificate
+from mockxero.peer import PeerCertificate
 
 from .helpers import Partner, parse_form, tokens_from
 
@@ -175,14 +175,14 @@ def test_certificate_of_another_consumer_is_not_registered_for_this_one(
     other = xero.add_consumer(certificate=xero.certs.application_certificate,
                               client_certificates=[theirs["certificate"]])
     their_cert = write_pair(tmp_path, theirs, "other")
-    demo_cert = (str(xero.certs.path("entrust-cert.pem")), str(xero.certs.path("entrust-private-nopass.pem")))
+    demo_cert = xero.client_cert
 
     # valid, from the Entrust CA, but registered to the other consumer
     assert_refused(make_partner(their_cert).request_token(), "not registered for this consumer")
-    assert_refused(make_partner(demo_cert, other.consumer_key, other.consumer_secret).request_token(),
+    assert_refused(make_partner(demo_cert, other["consumer_key"], other["consumer_secret"]).request_token(),
                    "not registered for this consumer")
     # each with its own works
-    own = make_partner(their_cert, other.consumer_key, other.consumer_secret)
+    own = make_partner(their_cert, other["consumer_key"], other["consumer_secret"])
     assert own.api(own.connect(), "Organisation").status_code == 200
     assert make_partner(demo_cert).request_token().status_code == 200
 
@@ -205,11 +205,11 @@ def test_validity_is_judged_at_the_mock_clock_time(
     assert_refused(expired.request_token(), "expired")
     assert_refused(future.request_token(), "not yet valid")
 
-    xero.clock.set(now - 2 * DAY)  # the expired one was still good then
+    xero.move_clock(set=now - 2 * DAY)  # the expired one was still good then
     assert expired.request_token().status_code == 200
     assert_refused(future.request_token(), "not yet valid")
 
-    xero.clock.set(now + 2 * DAY)  # and the future one has started
+    xero.move_clock(set=now + 2 * DAY)  # and the future one has started
     assert future.request_token().status_code == 200
     assert_refused(expired.request_token(), "expired")
 
@@ -223,11 +223,11 @@ def test_clock_past_expiry_turns_a_keep_alive_connection_into_403_and_back(
     tokens = p.connect()
     assert p.api(tokens, "Organisation").status_code == 200
 
-    xero.clock.advance(2 * DAY)
+    xero.advance(2 * DAY)
     assert_refused(p.request_token(), "expired")
     assert_refused(p.api(tokens, "Organisation"), "expired")  # the gateway speaks before OAuth
 
-    xero.clock.advance(-2 * DAY)
+    xero.advance(-2 * DAY)
     assert p.api(tokens, "Organisation").status_code == 200
     assert p.request_token().status_code == 200
     # all of it over the one keep-alive connection: the verdict changed under it
@@ -254,13 +254,13 @@ def test_two_registered_certificates_both_work_during_a_renewal_window(
 def test_consumer_without_require_client_cert_works_with_no_certificate(
         xero: MockXero, make_partner: Callable[..., Partner], tmp_path: Path) -> None:
     consumer = xero.add_consumer(certificate=xero.certs.application_certificate, require_client_cert=False)
-    bare = make_partner(None, consumer.consumer_key, consumer.consumer_secret)
+    bare = make_partner(None, consumer["consumer_key"], consumer["consumer_secret"])
     tokens = bare.connect()
     assert bare.api(tokens, "Organisation").status_code == 200
     assert bare.renew(tokens).status_code == 200
     # and a certificate the gateway would refuse is not held against it either
     foreign = write_pair(tmp_path, xero.issue_client_certificate(foreign=True), "foreign")
-    lenient = make_partner(foreign, consumer.consumer_key, consumer.consumer_secret)
+    lenient = make_partner(foreign, consumer["consumer_key"], consumer["consumer_secret"])
     assert lenient.request_token().status_code == 200
     # while the demo consumer, which requires one, is refused without
     assert_refused(make_partner(None).request_token(), "missing")
@@ -270,7 +270,7 @@ def test_authorize_addons_and_control_never_ask_for_a_certificate(xero: MockXero
     rt = partner.get_request_token()
     with requests.Session() as browser:
         browser.trust_env = False
-        browser.verify = str(xero.certs.path("ca.pem"))
+        browser.verify = str(xero.ca_path)
         assert browser.cert is None
         page = browser.get(xero.url + "/oauth/Authorize", params={"oauth_token": rt.oauth_token})
         assert page.status_code == 200 and "mockxero demo partner app" in page.text
@@ -325,9 +325,9 @@ def test_verdict_is_cached_per_certificate_but_never_hides_a_change(
     assert len(calls) == 1
 
     # moving the clock is seen at once, both ways, without re-verifying
-    xero.clock.advance(2 * DAY)
+    xero.advance(2 * DAY)
     assert_refused(p.api(tokens, "Organisation"), "expired")
-    xero.clock.advance(-2 * DAY)
+    xero.advance(-2 * DAY)
     assert p.api(tokens, "Organisation").status_code == 200
     assert len(calls) == 1
 
@@ -365,7 +365,7 @@ def test_checker_reverifies_outside_the_remembered_span(xero: MockXero) -> None:
 # -- the TLS layer ----------------------------------------------------------------------------------
 def client_context(xero: MockXero, cert: tuple[str, str] | None = None,
                    version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(xero.certs.path("ca.pem")))
+    ctx = ssl.create_default_context(cafile=str(xero.ca_path))
     if cert is not None:
         ctx.load_cert_chain(*cert)
     if version is not None:
@@ -402,7 +402,7 @@ def tls_connect(xero: MockXero, ctx: ssl.SSLContext, server_hostname: str = "loc
 
 
 def good_cert(xero: MockXero) -> tuple[str, str]:
-    return str(xero.certs.path("entrust-cert.pem")), str(xero.certs.path("entrust-private-nopass.pem"))
+    return xero.client_cert
 
 
 def test_tls_1_2_is_the_minimum(xero: MockXero) -> None:
@@ -441,7 +441,7 @@ def test_openssl_s_client_resuming_a_session_gets_a_new_one(xero: MockXero, tmp_
     sess = tmp_path / "session.pem"
     cert, key = good_cert(xero)
     base = [OPENSSL, "s_client", "-connect", f"127.0.0.1:{xero.port}", "-servername", "localhost",
-            "-CAfile", str(xero.certs.path("ca.pem")), "-cert", cert, "-key", key, "-ign_eof", "-tls1_3"]
+            "-CAfile", str(xero.ca_path), "-cert", cert, "-key", key, "-ign_eof", "-tls1_3"]
     first = subprocess.run([*base, "-sess_out", str(sess)], input=signed_request_bytes(xero),
                            capture_output=True, timeout=30)
     assert first.returncode == 0, first.stderr.decode()
