@@ -22,7 +22,7 @@ def test_envelope_ids_are_distinct_version_4_uuids() -> None:
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
-@given(provider=st.text(st.characters(blacklist_categories=("Cs",))),
+@given(provider=st.text(st.characters(exclude_categories=["Cs"])),
        now=st.floats(min_value=0, max_value=4e9, allow_nan=False),
        collection=st.sampled_from(["Organisations", "Contacts", "Invoices"]))
 def test_json_envelope_head_is_the_dumped_dict(provider: str, now: float, collection: str) -> None:

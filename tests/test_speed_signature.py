@@ -31,8 +31,8 @@ def small_key() -> rsa.RSAPrivateKey:
 
 hosts = st.sampled_from(["localhost", "127.0.0.1", "API.Xero.com", "[::1]", "mockxero", "a-b.example"])
 ports = st.one_of(st.none(), st.integers(min_value=1, max_value=65535))
-path_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="?#"), max_size=20)
-param_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+path_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="?#"), max_size=20)
+param_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 oauth_names = st.sampled_from(["oauth_token", "oauth_nonce", "oauth_timestamp", "oauth_verifier",
                                "oauth_callback", "oauth_session_handle"])
 params = st.lists(st.tuples(st.one_of(param_text, oauth_names), param_text), max_size=8)
