@@ -85,9 +85,9 @@ def mock(certs: Path, connections: int, public: bool) -> tuple[Any, dict[str, An
     info: dict[str, Any] = {}
     if connections:
         orgs = [the_mock.store.organisation().organisation_id]
-        orgs += [the_mock.add_organisation(f"Bench org {i}", seed_data=False).organisation_id
+        orgs += [the_mock.add_organisation(f"Bench org {i}", seed_data=False)["organisation_id"]
                  for i in range(99)]
-        consumers = [the_mock.add_consumer(name=f"bench {i}").consumer_key
+        consumers = [the_mock.add_consumer(name=f"bench {i}")["consumer_key"]
                      for i in range(-(-connections // len(orgs)))]
         start = time.perf_counter()
         made = 0
@@ -95,14 +95,14 @@ def mock(certs: Path, connections: int, public: bool) -> tuple[Any, dict[str, An
             for org in orgs:
                 if made == connections:
                     break
-                the_mock.store.connect(consumer, org, the_mock.clock.now(), 1800, 31536000)
+                the_mock.store.connect(consumer, org, the_mock.now(), 1800, 31536000)
                 made += 1
         info["populate_seconds"] = round(time.perf_counter() - start, 2)
         info["connections"] = made
     if public:
         consumer = the_mock.add_consumer(app_type="public", name="bench public app")
-        info["public"] = {"consumer_key": consumer.consumer_key,
-                          "consumer_secret": consumer.consumer_secret}
+        info["public"] = {"consumer_key": consumer["consumer_key"],
+                          "consumer_secret": consumer["consumer_secret"]}
     the_mock.start()
     info["url"] = the_mock.url
     return the_mock, info

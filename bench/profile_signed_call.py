@@ -105,7 +105,7 @@ def run(args: argparse.Namespace, mock: MockXero) -> None:
     n = args.requests
     store = mock.store
     org = store.organisation()
-    conn = store.connect(mock.certs.consumer_key, org.organisation_id, mock.clock.now(), 1800, 3600)
+    conn = store.connect(mock.certs.consumer_key, org.organisation_id, mock.now(), 1800, 3600)
     peer = peer_of(mock)
     verifier = mock.verifier
     consumer = mock.demo_consumer
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace, mock: MockXero) -> None:
                  per_call_us(oauth_mod.collect, list(fresh(headers[:n])), 1)))
     rows.append(("consumer lookup", per_call_us(lambda r: store.consumer(r.oauth["oauth_consumer_key"]),
                                                 reqs)))
-    now = mock.clock.now_datetime()
+    now = mock.verifier.mock_now()
     rows.append(("client certificate verdict (cached)",
                  per_call_us(lambda r: mock.cert_checker.check(consumer, r.peer, now), reqs)))
     rows.append(("timestamp", per_call_us(lambda r: verifier._timestamp(r.oauth["oauth_timestamp"]), reqs)))
@@ -151,9 +151,10 @@ def run(args: argparse.Namespace, mock: MockXero) -> None:
                              pairs)))
     forget = time.time() + 1800
     rows.append(("remember nonce", per_call_us(
-        lambda r: store.remember_nonce(consumer.consumer_key, r.oauth["oauth_nonce"], forget), reqs, 1)))
+        lambda r: store.remember_nonce(consumer.consumer_key, r.oauth["oauth_nonce"], forget, time.time()),
+        reqs, 1)))
     store.reset()
-    conn = store.connect(mock.certs.consumer_key, org.organisation_id, mock.clock.now(), 1800, 3600)
+    conn = store.connect(mock.certs.consumer_key, org.organisation_id, mock.now(), 1800, 3600)
     headers = presign(mock, conn.access_token, 6 * n)
     batches = [headers[i * n:(i + 1) * n] for i in range(6)]
 
