@@ -6,21 +6,28 @@
    after as many requests. The calls are a public (HMAC-SHA1) app's — its
    nonces are stored like any other consumer's, and HMAC is cheap enough
    to sign 100 000 requests on the fly — over two keep-alive connections.
-2. Latency of a signed API call (keep-alive) and of the AccessToken
+2. Bytes per nonce inside the store (tracemalloc, in-process): 100 000
+   nonces as oauthlib makes them remembered by ``Store.remember_nonce``,
+   against the plain structure it replaced (a set of (consumer key, nonce)
+   pairs and a heap of (forget at, consumer key, nonce)), 200 a second.
+3. Latency of a signed API call (keep-alive) and of the AccessToken
    exchange (new connection; it stores a connection) with 10 and with
    50 000 connections stored, each mock populated through the Python API
    (``Store.connect``) before it serves.
 
     python bench/bench_memory.py [--requests 10000,100000] [--connections 50000]
-                                 [--skip-rss] [--skip-connections]
+                                 [--skip-rss] [--skip-nonces] [--skip-connections]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import heapq
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,6 +110,51 @@ def rss(args: argparse.Namespace, certs: Path) -> None:
     print_table(["", "bare MiB", "mock MiB", "bare B/req", "mock B/req"], rows)
 
 
+class PlainNonces:
+    """The structure the store used before (for the side-by-side figure)."""
+
+    def __init__(self) -> None:
+        self.nonces: set[tuple[str, str]] = set()
+        self.expiry: list[tuple[float, str, str]] = []
+
+    def remember_nonce(self, ck: str, nonce: str, forget_at: float, now: float) -> bool:
+        while self.expiry and self.expiry[0][0] <= now:
+            _, c, n = heapq.heappop(self.expiry)
+            self.nonces.discard((c, n))
+        if (ck, nonce) in self.nonces:
+            return False
+        self.nonces.add((ck, nonce))
+        heapq.heappush(self.expiry, (forget_at, ck, nonce))
+        return True
+
+
+def nonce_bytes(count: int) -> None:
+    from oauthlib.common import generate_nonce
+
+    from mockxero.store import Store
+
+    consumer = "A" * 30
+    nonces = [generate_nonce() for _ in range(count)]
+    start = time.time()
+    rows = []
+    for name, make in (("plain set + heap (before)", PlainNonces), ("Store (digests in buckets)", Store)):
+        gc.collect()
+        tracemalloc.start()
+        holder = make()
+        base = tracemalloc.get_traced_memory()[0]
+        for i, nonce in enumerate(nonces):
+            # a fresh copy of the text, as each request parses its own
+            # forget at = the whole-second timestamp + the window + 1, as the verifier has it
+            now = start + i / 200
+            holder.remember_nonce(consumer, "".join(nonce), int(now) + 1801, now)
+        used = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        rows.append((name, f"{used / count:.0f}"))
+        del holder
+    print(f"Memory per remembered nonce, {count:,} nonces at 200 a second")
+    print_table(["", "bytes per nonce"], rows)
+
+
 def connections(args: argparse.Namespace, certs: Path) -> None:
     sizes = (10, args.connections)
     servers: dict[int, Server] = {}
@@ -175,6 +227,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-nonces", action="store_true")
     parser.add_argument("--skip-connections", action="store_true")
     args = parser.parse_args()
     print(machine())
@@ -184,6 +237,8 @@ def main() -> None:
         CertBundle.ensure(certs)
         if not args.skip_rss:
             rss(args, certs)
+        if not args.skip_nonces:
+            nonce_bytes(100_000)
         if not args.skip_connections:
             connections(args, certs)
 
