@@ -96,8 +96,14 @@ def not_found() -> Response:
 
 
 def http_error(exc: HTTPException) -> Response:
-    return Response(exc.description or exc.name, status=exc.code or 500,
-                    content_type="text/html; charset=utf-8")
+    """An HTTP-level refusal on the API (a method it has no route for, a
+    body too large or unreadable) as Xero's ApiException, not a bare page."""
+    if exc.code == 405:
+        return _api_error(not_implemented())
+    if exc.code == 413:
+        return _api_error(ApiError(413, 14, "PostDataInvalidException",
+                                   "The request body is larger than the API accepts (10 MB)"))
+    return _api_error(ApiError(exc.code or 400, 14, "PostDataInvalidException", exc.description or exc.name))
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -433,9 +439,9 @@ def _save(collection: Collection, consumer: Consumer, org: Organisation, method:
     failed = [o for o in outcomes if o.messages]
     if failed and atomic:
         raise ApiError(400, 10, "ValidationException", api_data.VALIDATION_MESSAGE,
-                       [(o.type_name, o.record, o.messages) for o in failed])
+                       [(o.type_name, {**o.record, "HasErrors": True}, o.messages) for o in failed])
     records = [
-        {**o.record, "StatusAttributeString": "ERROR",
+        {**o.record, "HasErrors": True, "StatusAttributeString": "ERROR",
          "ValidationErrors": [{"Message": render.clean_text(m)} for m in o.messages]} if o.messages
         else {**o.record, "StatusAttributeString": "OK"}
         for o in outcomes

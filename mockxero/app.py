@@ -18,12 +18,57 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from . import api, control, flow
 from .context import CORE_KEY, consumer_key_hint
 from .core import MockCore
-from .problems import RATE_LIMIT_EXCEEDED, ClientCertificateRefused, OAuthProblem
+from .problems import PARAMETER_REJECTED, RATE_LIMIT_EXCEEDED, ClientCertificateRefused, OAuthProblem
 
 log = logging.getLogger("mockxero")
 
 CONTROL_PREFIX = "/_mockxero"
+OAUTH_PREFIX = "/oauth/"
 OFFLINE_BODY = "The Xero API is currently offline for maintenance"
+#: Xero's token requests are well under 1 KB; a body beyond this on
+#: /oauth/* is refused before it is read (the API takes up to 10 MB).
+OAUTH_MAX_BODY = 64 * 1024
+#: Journalled text an attacker controls is cut to this many characters:
+#: the base string stays the mock's best diagnosis without letting
+#: unsigned traffic fill memory.
+JOURNAL_TEXT_LIMIT = 4096
+
+
+def _cut(text: str | None, limit: int = JOURNAL_TEXT_LIMIT) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+#: A refused body up to this size is read and dropped before the answer, so
+#: a client still sending it gets the 413 rather than a reset connection.
+DRAIN_LIMIT = 1024 * 1024
+
+
+def _drain() -> None:
+    length = request.content_length
+    if length is None or length > DRAIN_LIMIT:
+        return
+    stream = request.environ["wsgi.input"]
+    while length > 0:
+        chunk = stream.read(min(length, 65536))
+        if not chunk:
+            return
+        length -= len(chunk)
+
+
+def _http_problem(exc: HTTPException) -> OAuthProblem:
+    """An HTTP-level refusal on /oauth/* (405, 413, a body that cannot be
+    read) in the shape every OAuth client there parses."""
+    status = exc.code or 400
+    if status == 405:
+        advice = f"{request.method} is not allowed on {request.path}: use GET or POST"
+    elif status == 413:
+        advice = f"The request body is larger than the {OAUTH_MAX_BODY // 1024} KB an OAuth request may send"
+    else:
+        advice = exc.description or exc.name
+    headers = {"Allow": "GET, POST"} if status == 405 else None
+    return OAuthProblem(PARAMETER_REJECTED, advice, status=status, headers=headers)
 
 
 API_PREFIX = "/api.xro/2.0/"
@@ -59,6 +104,8 @@ def create_app(the_mock: MockCore) -> Flask:
     @app.before_request
     def _start() -> Response | None:
         g.started = time.perf_counter()
+        if request.path.startswith(OAUTH_PREFIX):
+            request.max_content_length = OAUTH_MAX_BODY  # chunked bodies too
         if not the_mock.store.has_faults or request.path.startswith(CONTROL_PREFIX):
             return None
         fault = the_mock.store.take_fault(request.path, consumer_key_hint())
@@ -86,12 +133,15 @@ def create_app(the_mock: MockCore) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response | WerkzeugResponse:
+        if exc.code == 413:
+            _drain()
         if request.path.lower().startswith("/api.xro/"):
             return api.not_found() if exc.code == 404 else api.http_error(exc)
-        response = exc.get_response()
         if request.path.startswith(CONTROL_PREFIX):
-            response = control.json_error(exc.code or 500, exc.description or exc.name)
-        return response
+            return control.json_error(exc.code or 500, exc.description or exc.name)
+        if request.path.startswith(OAUTH_PREFIX) and exc.code != 404:
+            return _refused(_http_problem(exc))
+        return exc.get_response()
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
@@ -110,15 +160,15 @@ def create_app(the_mock: MockCore) -> Flask:
             "time": time.time(),
             "mock_time": the_mock.now(),
             "method": request.method,
-            "path": request.path,
-            "consumer_key": consumer_key_hint(),
+            "path": _cut(request.path),
+            "consumer_key": _cut(consumer_key_hint(), 256),
             "status": response.status_code,
             "oauth_problem": getattr(problem, "problem", None),
-            "advice": getattr(problem, "advice", None),
+            "advice": _cut(getattr(problem, "advice", None)),
             "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
         }
         if problem is not None and problem.base_string is not None:
-            entry["base_string"] = problem.base_string
+            entry["base_string"] = _cut(problem.base_string)
         if g.get("fault") is not None:
             entry["fault"] = g.fault
         if g.get("internal_error"):
@@ -126,6 +176,15 @@ def create_app(the_mock: MockCore) -> Flask:
             entry["error"] = g.internal_error
             entry["traceback"] = g.traceback
         the_mock.store.record(entry)
+        return response
+
+    @app.after_request
+    def _no_framing(response: Response) -> Response:
+        """The consent and Add-ons pages are never shown inside another
+        site's frame (clickjacking)."""
+        if response.mimetype == "text/html":
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
         return response
 
     return app

@@ -9,7 +9,10 @@ Safe defaults, and why:
 * The TLS certificates (server CA, server, Entrust CA) are ECDSA: trustme
   makes them in well under a millisecond and every client stack speaks it.
 * The Entrust *client* key is RSA, because the seed tells partners to run
-  ``openssl rsa`` on it, which refuses an EC key.
+  ``openssl rsa`` on it, which refuses an EC key. ``generate(...,
+  client_key_type=trustme.KeyType.ECDSA)`` makes it ECDSA instead, for the
+  pytest plugin: a fresh set then costs one RSA key (the application's)
+  rather than two, and each new TLS connection a cheaper handshake.
 * The application key pair (``privatekey.pem`` / ``publickey.cer``) is RSA
   2048, self-signed for five years: RSA-SHA1 needs an RSA key, and this is
   the ``openssl req -x509`` certificate Xero asked partners to upload.
@@ -29,7 +32,7 @@ from pathlib import Path
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -143,8 +146,11 @@ class CertBundle:
 
     @classmethod
     def generate(cls, directory: str | Path, hostnames: Iterable[str] = (),
-                 consumer_key: str | None = None, consumer_secret: str | None = None) -> CertBundle:
-        """Write a new full set into ``directory`` (overwriting those files)."""
+                 consumer_key: str | None = None, consumer_secret: str | None = None,
+                 client_key_type: trustme.KeyType = trustme.KeyType.RSA) -> CertBundle:
+        """Write a new full set into ``directory`` (overwriting those files).
+        ``client_key_type`` is the Entrust client key's (RSA by default, see
+        the module's docstring)."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         server_ca = trustme.CA(organization_name="mockxero", organization_unit_name="mockxero server CA")
@@ -170,7 +176,7 @@ class CertBundle:
         bundle.consumer_secret = consumer["consumer_secret"]
         bundle.p12_password = consumer["p12_password"]
         bundle.issue_server_cert(hostnames)
-        leaf = bundle.issue_client_cert()
+        leaf = bundle.issue_client_cert(key_type=client_key_type)
         _write(path / ENTRUST_CERT, leaf.cert_chain_pems[0].bytes())
         _write(path / ENTRUST_KEY, leaf.private_key_pem.bytes(), private=True)
         _write(path / ENTRUST_P12, bundle.p12(leaf, bundle.p12_password), private=True)
@@ -186,13 +192,15 @@ class CertBundle:
     def issue_client_cert(self, not_before: datetime.datetime | None = None,
                           not_after: datetime.datetime | None = None,
                           foreign: bool = False,
-                          name: str = "partner.mockxero.test") -> trustme.LeafCert:
-        """A new Entrust-style client certificate (RSA). ``foreign`` issues it
-        from a throwaway CA that the mock does not trust."""
+                          name: str = "partner.mockxero.test",
+                          key_type: trustme.KeyType = trustme.KeyType.RSA) -> trustme.LeafCert:
+        """A new Entrust-style client certificate (RSA unless ``key_type``
+        says). ``foreign`` issues it from a throwaway CA that the mock does
+        not trust."""
         ca = trustme.CA(organization_unit_name="not the Entrust CA") if foreign else self.client_ca
         return ca.issue_cert(name, common_name=name, organization_name="mockxero partner",
                              not_before=not_before, not_after=not_after,
-                             key_type=trustme.KeyType.RSA)
+                             key_type=key_type)
 
     def write_variants(self) -> list[Path]:
         """``entrust-<variant>-cert.pem`` and ``-key.pem`` for each of
@@ -214,9 +222,12 @@ class CertBundle:
 
     @staticmethod
     def p12(leaf: trustme.LeafCert, password: str) -> bytes:
-        key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
+        # A key trustme has just made: RSA's costly consistency check (about
+        # 0.1 s) is skipped.
+        key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None,
+                                                 unsafe_skip_rsa_key_validation=True)
         cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
-        assert isinstance(key, rsa.RSAPrivateKey)
+        assert isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey))
         return pkcs12.serialize_key_and_certificates(
             b"entrust-client", key, cert, None,
             serialization.BestAvailableEncryption(password.encode()),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -83,6 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--variants", action="store_true",
                        help="also write client certificates for tests: entrust-expired-*, "
                             "entrust-not-yet-valid-*, entrust-foreign-ca-* (cert and key PEMs)")
+
+    demo = sub.add_parser(
+        "demo", help="the whole partner story against a mock, narrated",
+        description="Run a Xero partner application's life with mockxero.client and narrate it: "
+                    "request token, Authorize, access token, an API call, the clock moved past the "
+                    "token's expiry, the automatic renewal, a revocation and the error that follows. "
+                    "Without --server it starts a mock in this process. Exit status 0 only if every "
+                    "step behaved as Xero would. The control API's admin token, if the mock has one, "
+                    "comes from MOCKXERO_ADMIN_TOKEN.")
+    demo.add_argument("--server", metavar="URL",
+                      help="a running mock, e.g. https://127.0.0.1:8443 (default: start one here)")
+    demo.add_argument("--certs", type=Path, metavar="DIR",
+                      help="that mock's certificates folder (default ./certs with --server, "
+                           "else a temporary one)")
+    demo.add_argument("--browser", action="store_true",
+                      help="approve in your browser instead of through the control API")
+    health = sub.add_parser(
+        "healthcheck", help="exit 0 when the mock on this machine is ready (a container's HEALTHCHECK)",
+        description="GET https://localhost:PORT/_mockxero/health trusting CERTS/ca.pem (and with "
+                    "the admin token, if one is set). It passes only once the certificates are "
+                    "written and the listener answers. Reads the same MOCKXERO_PORT, MOCKXERO_CERTS "
+                    "and MOCKXERO_ADMIN_TOKEN as 'serve'; a flag wins over the environment.")
+    health.add_argument("--port", type=int, help="port the mock listens on (default 8443)")
+    health.add_argument("--certs", type=Path, help="certificates folder holding ca.pem (default ./certs)")
+    health.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="default 3")
     return parser
 
 
@@ -91,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "certs":
             return _certs(args)
+        if args.command == "demo":
+            from .demo import run
+
+            return run(args.server, args.certs, args.browser)
+        if args.command == "healthcheck":
+            return _healthcheck(args)
         return _serve(args)
     except (SettingsError, CertificatesError) as exc:
         print(f"mockxero: {exc}", file=sys.stderr)
@@ -112,6 +147,37 @@ def _certs(args: argparse.Namespace) -> int:
         for path in bundle.write_variants():
             print(f"wrote {path}")
     print(f"consumer key {bundle.consumer_key} (secret and p12 password in {directory / 'consumer.json'})")
+    return 0
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """One line and exit 0 when healthy, one line on stderr and exit 1 when not."""
+    settings = Settings.from_env(port=args.port, certs=args.certs)
+    ca = settings.certs / "ca.pem"
+    url = f"https://localhost:{settings.port}/_mockxero/health"
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        print(f"mockxero healthcheck: no usable {ca} yet ({exc})", file=sys.stderr)
+        return 1
+    headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token else {}
+    # No proxy: the environment's HTTPS_PROXY must not send a loopback check elsewhere.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=args.timeout) as response:
+            status = json.load(response).get("status")
+    except urllib.error.HTTPError as exc:
+        print(f"mockxero healthcheck: {url} answered {exc.code}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, AttributeError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"mockxero healthcheck: {url} is not answering ({reason})", file=sys.stderr)
+        return 1
+    if status != "ok":
+        print(f"mockxero healthcheck: {url} says status {status!r}", file=sys.stderr)
+        return 1
+    print(f"mockxero healthcheck: {url} is ok")
     return 0
 
 

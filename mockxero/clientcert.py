@@ -120,8 +120,16 @@ class ClientCertificateChecker:
         except VerificationError as exc:
             # The chain check does not depend on time once the leaf is in its
             # own validity window (checked before); remember it for that span.
-            return (f"not issued by the mock's Entrust client CA ({exc})",
-                    leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+            # cryptography's message is long and internal: one short sentence.
+            return (_chain_failure(str(exc)), leaf.not_valid_before_utc, leaf.not_valid_after_utc)
         valid_from = max(c.not_valid_before_utc for c in verified.chain)
         valid_until = min(c.not_valid_after_utc for c in verified.chain)
         return None, valid_from, valid_until
+
+
+def _chain_failure(message: str) -> str:
+    """The failed check, said in one short sentence, from cryptography's
+    verification error."""
+    if "clientAuth" in message:
+        return "it is not made for client authentication (no clientAuth extended key usage)"
+    return "it was not issued by the mock's Entrust client CA"

@@ -89,8 +89,15 @@ class MockCore:
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         base = settings or Settings()
+        #: What the mock runs with now: ``change_settings`` swaps in a copy
+        #: with other token lifetimes; a full reset puts back the settings
+        #: it started with (``_started_with``).
         self.settings = base.replace(**overrides) if overrides else base
         self.settings.validate()
+        self._started_with = self.settings
+        #: The organisation an authorisation picks when none is named (and
+        #: ``load_data``/``data`` use): None is the first one.
+        self._organisation: str | None = None
         self._clock = MockClock()
         self.store = Store(journal_size=self.settings.journal_size)
         self.certs = CertBundle.ensure(self.settings.certs, self.settings.hostnames)
@@ -144,12 +151,17 @@ class MockCore:
         pending, unexpired request token: what the Authorize page's buttons
         and the control API's ``authorize`` both do."""
         try:
-            organisation = self.store.organisation(org) if approve else None
+            organisation = self._organisation_for(org) if approve else None
             rt = self.store.decide(oauth_token, approve,
                                    organisation.organisation_id if organisation else None, self._clock.now())
         except StoreError as exc:
             raise ControlError(str(exc)) from None
         return rt, organisation
+
+    def _organisation_for(self, ref: str | None) -> Organisation:
+        """The organisation ``ref`` names, or the default one (see
+        ``change_settings(organisation=...)``)."""
+        return self.store.organisation(ref if ref is not None else self._organisation)
 
     # -- conveniences for clients of the mock ------------------------------------
     @property
@@ -168,6 +180,25 @@ class MockCore:
         ``verify``, never a request's)."""
         return {"verify": str(self.ca_path), "cert": self.client_cert}
 
+    @property
+    def certs_dir(self) -> Path:
+        """The certificates folder (``consumer.json``, ``entrust-client.p12``, ...)."""
+        return self.certs.directory
+
+    @property
+    def consumer_key(self) -> str:
+        """The demo partner consumer's key."""
+        return self.certs.consumer_key
+
+    @property
+    def consumer_secret(self) -> str:
+        return self.certs.consumer_secret
+
+    @property
+    def rsa_key(self) -> str:
+        """The demo consumer's RSA application key (PEM) that signs RSA-SHA1."""
+        return self.certs.application_key
+
     # -- the control operations ----------------------------------------------------
     @operation
     def health(self) -> JSON:
@@ -183,8 +214,10 @@ class MockCore:
         self.store.reset(consumer_key)
         if consumer_key is None:
             self._clock.reset()
+            self.settings = self._started_with
             self._auto_approve = self.settings.auto_approve
             self._rate_limit = self.settings.rate_limit
+            self._organisation = None
             return {"status": "reset"}
         return {"status": "reset", "consumer_key": consumer_key}
 
@@ -215,18 +248,41 @@ class MockCore:
     @operation
     def runtime_settings(self) -> JSON:
         limit = self._rate_limit
+        s = self.settings
         return {"auto_approve": self._auto_approve,
-                "rate_limit": f"{limit[0]}/{limit[1]}" if limit else "off"}
+                "rate_limit": f"{limit[0]}/{limit[1]}" if limit else "off",
+                "access_token_ttl": s.access_token_ttl, "authorization_ttl": s.authorization_ttl,
+                "request_token_ttl": s.request_token_ttl,
+                "organisation": self._organisation_for(None).short_code}
 
     @operation
-    def change_settings(self, auto_approve: bool | None = None, rate_limit: str | None = None) -> JSON:
-        """The runtime switches: ``auto_approve`` and ``rate_limit``
-        ("MINUTE/DAY" or "off"). A full reset puts both back."""
+    def change_settings(self, auto_approve: bool | None = None, rate_limit: str | None = None,
+                        access_token_ttl: int | None = None, authorization_ttl: int | None = None,
+                        request_token_ttl: int | None = None, organisation: str | None = None) -> JSON:
+        """The runtime switches: ``auto_approve``, ``rate_limit`` ("MINUTE/DAY"
+        or "off"), the lifetimes of tokens issued from now on (seconds), and
+        the default ``organisation`` (id, short code or name) that
+        authorisations, ``load_data`` and ``data`` use when none is named.
+        All or nothing; a full reset puts every one back."""
+        limit = self._rate_limit
         if rate_limit is not None:
             try:
-                self._rate_limit = parse_rate_limit(rate_limit)
+                limit = parse_rate_limit(rate_limit)
             except SettingsError as exc:
                 raise ControlError(str(exc)) from None
+        lifetimes = {name: value for name, value in (("access_token_ttl", access_token_ttl),
+                                                     ("authorization_ttl", authorization_ttl),
+                                                     ("request_token_ttl", request_token_ttl))
+                     if value is not None}
+        settings = self.settings.replace(**lifetimes) if lifetimes else self.settings
+        try:
+            settings.validate()
+        except SettingsError as exc:
+            raise ControlError(str(exc)) from None
+        org_id = self._organisation
+        if organisation is not None:
+            org_id = self.store.organisation(organisation).organisation_id
+        self._rate_limit, self.settings, self._organisation = limit, settings, org_id
         if auto_approve is not None:
             self._auto_approve = auto_approve
         return self.runtime_settings()
@@ -260,7 +316,7 @@ class MockCore:
         callback_domain = _checked_text("callback_domain", callback_domain)
         org_id = None
         if app_type == "private":
-            org_id = self.store.organisation(organisation).organisation_id
+            org_id = self._organisation_for(organisation).organisation_id
         certs = ([_load_cert(pem) for pem in _pems(client_certificates)]
                  if client_certificates is not None else [self.certs.client_certificate])
         consumer = Consumer(
@@ -376,7 +432,7 @@ class MockCore:
         status; invoices name their contact by ContactID or Name. ``replace``
         drops the organisation's contacts and invoices first. Returns the
         stored records as Xero JSON. A full reset brings the seeded data back."""
-        organisation = self.store.organisation(org)
+        organisation = self._organisation_for(org)
         now = self._clock.now()
         try:
             loaded = self.store.update_data(
@@ -389,7 +445,7 @@ class MockCore:
     @operation
     def data(self, org: str | None = None) -> JSON:
         """An organisation's contacts and invoices, as Xero JSON."""
-        organisation = self.store.organisation(org)
+        organisation = self._organisation_for(org)
         dumped = api_data.dump(self.store.collections(organisation.organisation_id))
         return {name: [render.json_record(r) for r in records] for name, records in dumped.items()}
 
@@ -399,7 +455,7 @@ class MockCore:
         request token, as the Authorize page would. Returns the verifier, the
         organisation's short code and the URL the browser would be sent to."""
         if not deny:
-            self.store.organisation(org)  # an unknown organisation is named first
+            self._organisation_for(org)  # an unknown organisation is named first
         rt, organisation = self.decide(oauth_token, not deny, org)
         return {
             "oauth_token": rt.token,

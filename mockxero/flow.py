@@ -5,6 +5,9 @@ renewal on one URL) and the Add-ons page that disconnects an application."""
 from __future__ import annotations
 
 import datetime
+import hmac
+import re
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +36,20 @@ blueprint = Blueprint("flow", __name__)
 
 #: Hosts a callback may always use, whatever the registered domain.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
+MAX_CALLBACK = 2048
+#: Control characters (CR/LF would split the redirect's Location header).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The double-submit cookie that ties the consent and Add-ons forms to the
+#: page that showed them; SameSite=Strict keeps it off cross-site posts.
+CSRF_COOKIE = "mockxero_csrf"
+_CSRF_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def same(given: str | None, expected: str | None) -> bool:
+    """Compare a secret in constant time (no timing oracle on tokens)."""
+    if given is None or expected is None:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _form(pairs: list[tuple[str, object]]) -> Response:
@@ -78,6 +95,9 @@ def request_token() -> Response:
 
 
 def _check_callback(consumer: Consumer, callback: str) -> None:
+    if _CONTROL.search(callback) or len(callback) > MAX_CALLBACK:
+        raise OAuthProblem(PARAMETER_REJECTED, "oauth_callback holds control characters or is longer "
+                                               f"than {MAX_CALLBACK} characters", status=401)
     try:
         parts = urlsplit(callback)
         host = (parts.hostname or "").lower()
@@ -97,6 +117,26 @@ def _check_callback(consumer: Consumer, callback: str) -> None:
 def _page(template: str, status: int = 200, **context: Any) -> Response:
     return Response(render_template(template, **context), status=status,
                     content_type="text/html; charset=utf-8")
+
+
+def _form_page(template: str, **context: Any) -> Response:
+    """A page with a form that posts back: it carries the CSRF token, and
+    the browser gets the same token as a cookie."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if not _CSRF_SHAPE.fullmatch(token):
+        token = secrets.token_urlsafe(32)
+    response = _page(template, csrf_token=token, **context)
+    response.set_cookie(CSRF_COOKIE, token, secure=True, httponly=True, samesite="Strict", path="/")
+    return response
+
+
+def _csrf_refused() -> Response | None:
+    """None when the posted form came from one of our pages, else the 403."""
+    if same(request.form.get("csrf_token"), request.cookies.get(CSRF_COOKIE)):
+        return None
+    return _error_page("Form check failed",
+                       "This form was not sent from its page here (the CSRF check failed). "
+                       "Open the page again and use its buttons.", status=403)
 
 
 def _error_page(title: str, message: str, status: int = 400) -> Response:
@@ -146,13 +186,16 @@ def authorize_page() -> Response | WerkzeugResponse:
         return _decided(decided, org)
     days = the_mock.settings.authorization_ttl / 86400
     lifetime = f"{days:g} days" if days >= 1 else f"{the_mock.settings.authorization_ttl} seconds"
-    return _page("authorize.html", consumer=consumer, token=rt.token, callback=rt.callback,
-                 lifetime=lifetime, organisations=the_mock.store.organisations())
+    return _form_page("authorize.html", consumer=consumer, token=rt.token, callback=rt.callback,
+                      lifetime=lifetime, organisations=the_mock.store.organisations())
 
 
 @blueprint.route("/oauth/Authorize", methods=["POST"])
 def authorize() -> Response | WerkzeugResponse:
     the_mock = core()
+    refused = _csrf_refused()
+    if refused is not None:
+        return refused
     found = _pending_token(request.form.get("oauth_token"))
     if isinstance(found, Response):
         return found
@@ -196,7 +239,7 @@ def _exchange(consumer: Consumer, rt: RequestToken, verifier: str | None) -> Res
     if not verifier:
         raise OAuthProblem(PARAMETER_ABSENT, "Missing required parameter(s): oauth_verifier",
                            extra={"oauth_parameters_absent": "oauth_verifier"})
-    if verifier != rt.verifier:
+    if not same(verifier, rt.verifier):
         raise OAuthProblem(BAD_VERIFIER, f"The oauth_verifier {verifier} does not match the request token")
     if not the_mock.store.use_request_token(rt.token):
         raise OAuthProblem(TOKEN_REJECTED, f"Token {rt.token} does not match an expected REQUEST token")
@@ -232,7 +275,7 @@ def _renew(consumer: Consumer, token: str, session_handle: str | None) -> Respon
     if not session_handle:
         raise OAuthProblem(PARAMETER_ABSENT, "Missing required parameter(s): oauth_session_handle",
                            extra={"oauth_parameters_absent": "oauth_session_handle"})
-    if session_handle != conn.session_handle:
+    if not same(session_handle, conn.session_handle):
         raise OAuthProblem(TOKEN_REJECTED, stale)
     now = the_mock.now()
     if now > conn.authorization_expires_at:
@@ -271,13 +314,16 @@ def addons() -> Response:
             "token_expires": _when(conn.token_expires_at),
             "authorization_expires": _when(conn.authorization_expires_at),
         })
-    return _page("addons.html", organisations=the_mock.store.organisations(), connections=rows,
-                 now=_when(the_mock.now()), disconnected=request.args.get("disconnected"))
+    return _form_page("addons.html", organisations=the_mock.store.organisations(), connections=rows,
+                      now=_when(the_mock.now()), disconnected=request.args.get("disconnected"))
 
 
 @blueprint.route("/addons/disconnect", methods=["POST"])
 def disconnect() -> Response | WerkzeugResponse:
     the_mock = core()
+    refused = _csrf_refused()
+    if refused is not None:
+        return refused
     handle = request.form.get("session_handle", "")
     try:
         conn = the_mock.store.revoke(session_handle=handle)

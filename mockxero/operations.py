@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -95,7 +95,9 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               one_of=("advance", "set", "reset")),
     Operation("runtime_settings", "GET", "/settings"),
     Operation("change_settings", "POST", "/settings",
-              {"auto_approve": _f("bool"), "rate_limit": _f("str")}),
+              {"auto_approve": _f("bool"), "rate_limit": _f("str"),
+               "access_token_ttl": _f("int"), "authorization_ttl": _f("int"),
+               "request_token_ttl": _f("int"), "organisation": _f("str")}),
     Operation("consumers", "GET", "/consumers"),
     Operation("add_consumer", "POST", "/consumers", {
         "app_type": _f("str"), "certificate": _OPT_STR,
@@ -210,13 +212,15 @@ class Operations(Protocol):
                    freeze: bool | None = None, reset: bool = False) -> JSON: ...
     def advance(self, seconds: float) -> JSON: ...
     def runtime_settings(self) -> JSON: ...
-    def change_settings(self, auto_approve: bool | None = None, rate_limit: str | None = None) -> JSON: ...
+    def change_settings(self, auto_approve: bool | None = None, rate_limit: str | None = None,
+                        access_token_ttl: int | None = None, authorization_ttl: int | None = None,
+                        request_token_ttl: int | None = None, organisation: str | None = None) -> JSON: ...
     def consumers(self) -> list[JSON]: ...
     def add_consumer(self, app_type: str = "partner", certificate: str | None = None,
                      require_client_cert: bool | None = None, callback_domain: str | None = None,
                      name: str | None = None, consumer_key: str | None = None,
                      consumer_secret: str | None = None,
-                     client_certificates: Iterable[str] | None = None,
+                     client_certificates: Sequence[str] | None = None,
                      organisation: str | None = None) -> JSON: ...
     def update_consumer(self, consumer_key: str, name: str | None = None,
                         callback_domain: str | None = None, certificate: str | None = None,
@@ -229,8 +233,8 @@ class Operations(Protocol):
     def organisations(self) -> list[JSON]: ...
     def add_organisation(self, name: str, short_code: str | None = None, country_code: str = "NZ",
                          base_currency: str = "NZD", seed_data: bool = True) -> JSON: ...
-    def load_data(self, org: str | None = None, contacts: Iterable[Mapping[str, Any]] | None = None,
-                  invoices: Iterable[Mapping[str, Any]] | None = None,
+    def load_data(self, org: str | None = None, contacts: Sequence[Mapping[str, Any]] | None = None,
+                  invoices: Sequence[Mapping[str, Any]] | None = None,
                   replace: bool = False) -> JSON: ...
     def data(self, org: str | None = None) -> JSON: ...
     def authorize(self, oauth_token: str, org: str | None = None, deny: bool = False) -> JSON: ...

@@ -133,7 +133,7 @@ _IIS_403 = """<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" \
 Secure Sockets Layer (SSL) client certificate that the Web server recognizes.</h4>
 </div>
 <div class="content-container">
-<p id="mockxero-reason">mockxero: client certificate {reason}{detail}</p>
+<p id="mockxero-reason">mockxero: client certificate {reason}{detail}.</p>
 </div>
 </div>
 </body>
@@ -155,6 +155,7 @@ class ClientCertificateRefused(Exception):
         super().__init__(f"403 {self.advice}")
 
     def render(self) -> tuple[int, dict[str, str], str]:
-        detail = f" ({html.escape(self.detail)})" if self.detail else ""
+        # One line naming the failed check: "... unknown issuer: it was not issued by ...".
+        detail = f": {html.escape(self.detail.rstrip('.'), quote=False)}" if self.detail else ""
         body = _IIS_403.format(reason=html.escape(self.reason), detail=detail)
         return 403, {"Content-Type": OAUTH_CONTENT_TYPE}, body

@@ -237,3 +237,15 @@ def problem_of(response: requests.Response) -> dict[str, str]:
     data = parse_form(response.text)
     assert "oauth_problem" in data and "oauth_problem_advice" in data, response.text
     return data
+
+
+CSRF_COOKIE = "mockxero_csrf"
+
+
+def csrf_form(session: requests.Session, xero: Any, **fields: str) -> dict[str, str]:
+    """``fields`` plus the CSRF token a browser would post: the token of the
+    double-submit cookie, fetched from the Add-ons page if the session has
+    none yet."""
+    if CSRF_COOKIE not in session.cookies:
+        assert session.get(xero.url + "/addons").status_code == 200
+    return {**fields, "csrf_token": str(session.cookies[CSRF_COOKIE])}

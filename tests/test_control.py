@@ -66,15 +66,25 @@ def test_clock_moves_lifetimes(xero: MockXero, partner: Partner, control: Contro
 
 
 def test_settings(xero: MockXero, control: Control) -> None:
-    assert control.ok("GET", "/settings") == {"auto_approve": False, "rate_limit": "60/5000"}
+    nz, au = (o["short_code"] for o in xero.organisations())
+    started = {"auto_approve": False, "rate_limit": "60/5000", "access_token_ttl": 1800,
+               "authorization_ttl": 31536000, "request_token_ttl": 1800, "organisation": nz}
+    assert control.ok("GET", "/settings") == started
     changed = control.ok("POST", "/settings", json={"auto_approve": True, "rate_limit": "10/100"})
-    assert changed == {"auto_approve": True, "rate_limit": "10/100"}
+    assert changed == {**started, "auto_approve": True, "rate_limit": "10/100"}
     assert xero.auto_approve is True and xero.rate_limit == (10, 100)
     assert control.ok("POST", "/settings", json={"rate_limit": "off"})["rate_limit"] == "off"
     assert xero.rate_limit is None
-    assert control.ok("POST", "/settings", json={}) == {"auto_approve": True, "rate_limit": "off"}
+    lifetimes = {"access_token_ttl": 60, "authorization_ttl": 600, "request_token_ttl": 30}
+    changed = control.ok("POST", "/settings", json={**lifetimes, "organisation": "Demo Company (AU)"})
+    assert changed == {**started, "auto_approve": True, "rate_limit": "off", **lifetimes, "organisation": au}
+    assert xero.settings.access_token_ttl == 60 and xero.settings.request_token_ttl == 30
+    # All or nothing: one bad value changes none.
+    assert control.call("POST", "/settings", json={"rate_limit": "5/5", "access_token_ttl": -1}
+                        ).status_code == 400
+    assert control.ok("POST", "/settings", json={}) == changed
     control.ok("POST", "/reset")
-    assert control.ok("GET", "/settings") == {"auto_approve": False, "rate_limit": "60/5000"}
+    assert control.ok("GET", "/settings") == started
 
 
 # -- consumers and certificates ------------------------------------------------------------
@@ -363,7 +373,10 @@ BAD_REQUESTS: list[tuple[str, str, Any, str]] = [
     ("POST", "/settings", {"auto_approve": "yes"}, "wrong type"),
     ("POST", "/settings", {"rate_limit": "lots"}, "rate limit"),
     ("POST", "/settings", {"rate_limit": "0/10"}, "rate limit"),
-    ("POST", "/settings", {"access_token_ttl": 10}, "unknown field"),
+    ("POST", "/settings", {"journal_size": 10}, "unknown field"),
+    ("POST", "/settings", {"access_token_ttl": 0}, "access_token_ttl must be positive"),
+    ("POST", "/settings", {"authorization_ttl": 1.5}, "wrong type"),
+    ("POST", "/settings", {"organisation": "nowhere"}, "no organisation 'nowhere'"),
     ("POST", "/reset", {"consumer_key": "NOSUCHCONSUMER"}, "NOSUCHCONSUMER"),
     ("POST", "/reset", {"consumer_key": 5}, "wrong type"),
     ("POST", "/consumers", {"app_type": "enterprise"}, "app_type"),

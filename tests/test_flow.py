@@ -13,7 +13,7 @@ import requests
 
 from mockxero import MockXero
 
-from .helpers import HMAC, Control, Partner, Tokens, assert_problem, parse_form, race, tokens_from
+from .helpers import HMAC, Control, Partner, Tokens, assert_problem, csrf_form, parse_form, race, tokens_from
 from .oauth_support import (
     application_certificate,
     assert_form_success,
@@ -43,7 +43,7 @@ def authorize_page(xero: MockXero, anonymous: requests.Session, token: str) -> r
 
 def decide(xero: MockXero, anonymous: requests.Session, token: str, action: str = "allow",
            org: str | None = None) -> requests.Response:
-    form = {"oauth_token": token, "action": action}
+    form = csrf_form(anonymous, xero, oauth_token=token, action=action)
     if org is not None:
         form["org"] = org
     return anonymous.post(xero.url + "/oauth/Authorize", data=form, allow_redirects=False)

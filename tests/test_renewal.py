@@ -10,7 +10,7 @@ import requests
 
 from mockxero import MockXero
 
-from .helpers import HMAC, Control, Partner, Tokens, assert_problem, race, tokens_from
+from .helpers import HMAC, Control, Partner, Tokens, assert_problem, csrf_form, race, tokens_from
 from .oauth_support import assert_form_success
 
 RENEWAL_FIELDS = ["oauth_token", "oauth_token_secret", "oauth_expires_in", "oauth_session_handle",
@@ -189,16 +189,19 @@ def test_revoked_from_the_addons_page(xero: MockXero, partner: Partner) -> None:
         assert page.status_code == 200
         assert "mockxero demo partner app" in page.text
         form = re.search(r'<form method="post" action="([^"]+)">\s*'
-                         r'<input type="hidden" name="session_handle" value="([A-Z0-9]+)">', page.text)
+                         r'<input type="hidden" name="session_handle" value="([A-Z0-9]+)">\s*'
+                         r'<input type="hidden" name="csrf_token"', page.text)
         assert form, page.text
         action, handle = form.groups()
         assert handle == tokens.oauth_session_handle
-        response = browser.post(xero.url + action, data={"session_handle": handle}, allow_redirects=False)
+        response = browser.post(xero.url + action, data=csrf_form(browser, xero, session_handle=handle),
+                                allow_redirects=False)
         assert response.status_code == 303
         after = browser.get(xero.url + response.headers["Location"])
         assert "Disconnected mockxero demo partner app" in after.text
         assert tokens.oauth_session_handle and tokens.oauth_session_handle not in after.text
-        again = browser.post(xero.url + action, data={"session_handle": handle}, allow_redirects=False)
+        again = browser.post(xero.url + action, data=csrf_form(browser, xero, session_handle=handle),
+                             allow_redirects=False)
         assert again.status_code == 400
     finally:
         browser.close()

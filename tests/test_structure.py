@@ -26,7 +26,8 @@ SERVER_LIBRARIES = ("flask", "werkzeug", "cheroot", "OpenSSL", "trustme", "jinja
 
 # -- imports -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("module", ["mockxero", "mockxero.problems", "mockxero.operations"])
+@pytest.mark.parametrize("module", ["mockxero", "mockxero.problems", "mockxero.operations",
+                                    "mockxero.client"])
 def test_client_side_modules_load_no_server_library(module: str) -> None:
     code = (f"import sys, json, {module}\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "

@@ -26,7 +26,7 @@ from mockxero import MockXero
 from mockxero.clientcert import ClientCertificateChecker
 from mockxero.peer import PeerCertificate
 
-from .helpers import Partner, parse_form, tokens_from
+from .helpers import Partner, csrf_form, parse_form, tokens_from
 
 DAY = 86400.0
 IIS_SENTENCE = ("The page you are attempting to access requires your browser to have a Secure Sockets "
@@ -275,7 +275,7 @@ def test_authorize_addons_and_control_never_ask_for_a_certificate(xero: MockXero
         page = browser.get(xero.url + "/oauth/Authorize", params={"oauth_token": rt.oauth_token})
         assert page.status_code == 200 and "mockxero demo partner app" in page.text
         allowed = browser.post(xero.url + "/oauth/Authorize",
-                               data={"oauth_token": rt.oauth_token, "action": "allow"})
+                               data=csrf_form(browser, xero, oauth_token=rt.oauth_token, action="allow"))
         assert allowed.status_code == 200
         verifier = re.search(r'<span id="verifier" class="code">([A-Z0-9]+)</span>', allowed.text)
         assert verifier is not None, allowed.text
@@ -288,8 +288,8 @@ def test_authorize_addons_and_control_never_ask_for_a_certificate(xero: MockXero
         assert browser.get(xero.url + "/_mockxero/health").json() == {"status": "ok"}
         assert browser.get(xero.url + "/_mockxero/ca.pem").text == xero.certs.read("ca.pem").decode()
         assert browser.post(xero.url + "/_mockxero/clock", json={"advance": 60}).status_code == 200
-        gone = browser.post(xero.url + "/addons/disconnect", data={"session_handle": handle},
-                            allow_redirects=False)
+        gone = browser.post(xero.url + "/addons/disconnect",
+                            data=csrf_form(browser, xero, session_handle=handle), allow_redirects=False)
         assert gone.status_code == 303
     revoked = partner.api(tokens_from(exchanged), "Organisation")  # the Add-ons page disconnected it
     assert revoked.status_code == 401 and parse_form(revoked.text)["oauth_problem"] == "token_rejected"
