@@ -584,9 +584,10 @@ class Store:
     # A nonce is kept as a 60-bit keyed BLAKE2b digest of (consumer key,
     # nonce): a small int (32 bytes) in one set, plus a pointer in its
     # expiry bucket — about 80 bytes where a tuple of two strings, a heap
-    # entry and its float took ~360. A false "already used" needs two of the
-    # nonces inside one window to share 60 bits of a keyed hash: with a
-    # million of them, about one chance in a million million.
+    # entry and its float took ~280-360. A false "already used" needs a new
+    # nonce to share 60 bits of a keyed hash with one remembered: n/2**60 a
+    # request with n in the window, under one in a million million for a
+    # million.
     def nonce_digest(self, consumer_key: str, nonce: str) -> int:
         data = f"{len(consumer_key)}:{consumer_key}{nonce}".encode("utf-8", "surrogatepass")
         return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=self._nonce_key).digest(),
