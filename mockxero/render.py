@@ -56,7 +56,8 @@ _MS = timedelta(milliseconds=1)
 
 
 #: For the envelopes' ``Id``: a label that must look like Xero's GUIDs, not a
-#: secret, so a seeded generator instead of ``uuid4``'s system call per response.
+#: secret, so a generator seeded once instead of ``uuid4``'s system call per
+#: response.
 _ids = random.Random()
 
 
@@ -218,7 +219,7 @@ def envelope_json(provider: str, now: float, collection: str, records: Iterable[
     changed in place, so each one's text can be reused."""
     body = ",".join(_fragment(r, "json", _json_text) if cache else _json_text(r) for r in records)
     # The head by hand (only the provider's name needs encoding): the same
-    # text as dumping its dict, in a third of the time.
+    # text as dumping its dict (tests/test_speed_render.py), without the dict.
     return (f'{{"Id":"{envelope_id()}","Status":"OK","ProviderName":{_dumps(provider)},'
             f'"DateTimeUTC":"/Date({int(now * 1000)})/","{collection}":[{body}]}}')
 
