@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -250,13 +250,6 @@ def dance(tls: TLS, url: str, signer: Signer, sign_seconds: list[float] | None =
     return tokens
 
 
-def control(tls: TLS, url: str, method: str, path: str, payload: Any = None) -> Any:
-    host = urlsplit(url).netloc
-    body = json.dumps(payload).encode() if payload is not None else b""
-    headers = {"Content-Type": "application/json"} if payload is not None else {}
-    return json.loads(once(tls, url, request(method, path, host, headers, body, close=True)))
-
-
 # -- reporting ----------------------------------------------------------------------------
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -290,10 +283,3 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{os.cpu_count()} CPUs ({cpu}), Python {sys.version.split()[0]}, "
             f"load average {load:.2f} at start")
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
