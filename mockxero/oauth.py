@@ -240,8 +240,17 @@ def hmac_sha1_matches(base_string: str, signature: str, consumer_secret: str, to
 
 #: oauthlib's base string URI, remembered: clients call the same few URLs.
 #: Worked out before the base string so that a bad Host is
-#: parameter_rejected, not an error.
-_base_string_uri = functools.lru_cache(maxsize=4096)(rfc5849.base_string_uri)
+#: parameter_rejected, not an error. Only URIs up to CACHED_URI characters
+#: are remembered: the cache is bounded in bytes (4096 x 512), not only in
+#: entries, whatever paths and Host headers clients invent.
+CACHED_URI = 512
+_cached_base_string_uri = functools.lru_cache(maxsize=4096)(rfc5849.base_string_uri)
+
+
+def _base_string_uri(uri: str) -> str:
+    if len(uri) > CACHED_URI:
+        return str(rfc5849.base_string_uri(uri))
+    return str(_cached_base_string_uri(uri))
 
 
 #: One ``name="value"`` of RFC 5849 §3.5.1, and the comma after it.

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from mockxero import MockXero, api_data
+from mockxero import MockXero, api_data, oauth
 from mockxero.api_data import Batch
 
 from .helpers import CSRF_COOKIE, Partner, Tokens, assert_problem, csrf_form
@@ -207,3 +207,15 @@ def test_a_big_save_never_stalls_another_client(xero: MockXero, partner: Partner
         assert served_during >= 3, served_during
     finally:
         other.close()
+
+
+def test_the_base_string_uri_cache_remembers_only_short_uris(partner: Partner, tokens: Tokens) -> None:
+    """Paths and Host headers are the client's to choose: long ones are
+    worked out every time and never fill the cache."""
+    cache = oauth._cached_base_string_uri
+    partner.api(tokens, "Organisation")
+    before = cache.cache_info().currsize
+    for i in range(20):
+        response = partner.api(tokens, f"Contacts/{'x' * 600}{i}")
+        assert response.status_code == 404  # signed correctly: past the checks, to the router
+    assert cache.cache_info().currsize == before
