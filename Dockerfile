@@ -19,9 +19,13 @@ RUN pip install --no-cache-dir /tmp/mockxero \
     && mkdir /certs \
     && chown mockxero:mockxero /certs
 
+# glibc: two arenas and large blocks returned at once keep the resident size
+# level under hostile traffic (bench/bench_hostile_memory.py).
 ENV MOCKXERO_HOST=0.0.0.0 \
     MOCKXERO_PORT=8443 \
-    MOCKXERO_CERTS=/certs
+    MOCKXERO_CERTS=/certs \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
 
 USER 10001:10001
 VOLUME ["/certs"]

@@ -1,163 +1,198 @@
-"""Throughput of a signed API call against the bare stack, over one
-keep-alive mutual-TLS connection.
+"""Signed API calls per second against the bare stack, at 1 and 4 client
+threads, side by side in one run.
 
-The mock runs as its own process (``mockxero serve --rate-limit off``) so
-that client and server do not share a GIL. Every signed request is signed
-*before* the clock starts (each needs its own nonce), then the requests are
-sent one after another over a raw TLS socket presenting the Entrust client
-certificate, so the figure is the server's cost, not the client's.
+* signed: ``mockxero serve --rate-limit off``; a signed (RSA-SHA1),
+  mutual-TLS, keep-alive ``GET /api.xro/2.0/Organisation``
+  (``Accept: application/json``) for the demo partner app, connected
+  through the dance first.
+* bare: stock cheroot + pyOpenSSL, the same certificates and worker count,
+  serving a trivial Flask endpoint (``_servers.py bare``): the goal's
+  baseline.
+* listener: the same trivial endpoint on the mock's own listener
+  (``mockxero.tls``), to tell the mock's own cost from its transport's.
 
-    python bench/bench_signed_calls.py [--requests 2000] [--rounds 3]
+All three are subprocesses. Every signed request is signed before the clock
+starts (each needs its own nonce). Two clients: ``raw`` (a TLS socket and
+hand-written HTTP/1.1, so the figure is nearly all server) and ``requests``
+(a ``requests.Session`` per thread, as a user's integration sends them).
 
-"bare" is ``GET /_mockxero/health``: the same TLS listener, Flask app and
-journal-free path, no OAuth. The goal (FINDINGS.md) is a signed API call at
-no less than 70% of the bare rate.
+On a shared machine the speed drifts by tens of percent within seconds, so
+the servers take turns in short blocks (``--block`` requests each, the
+order rotating) over connections kept open, and each ratio is the median
+of the per-turn ratios. ``CPU µs`` is the server process's own user+system
+time per request (from /proc).
+
+    python bench/bench_signed_calls.py [--block 100] [--turns 30]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
-import signal
-import socket
-import ssl
-import statistics
-import subprocess
-import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
-import oauthlib.oauth1
 import requests
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from requests_oauthlib import OAuth1
+from _common import (
+    API,
+    TLS,
+    Conn,
+    Signer,
+    dance,
+    expect,
+    machine,
+    median,
+    print_table,
+    request,
+    signed_get,
+    spread,
+    start_harness,
+    start_mock_cli,
+)
+
+NAMES = ("bare", "listener", "signed")
 
 
-def start_server(certs: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mockxero.cli", "serve", "--port", "0", "--certs", str(certs),
-         "--rate-limit", "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        found = re.search(r"Base URL\s+(https://\S+)", line)
-        if found:
-            return proc, found.group(1)
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise SystemExit("the mock did not start")
+class Client:
+    """``threads`` keep-alive connections to one server, raw or through requests."""
+
+    def __init__(self, kind: str, certs: Path, tls: TLS, url: str, threads: int, warm: str) -> None:
+        self.kind, self.url = kind, url
+        self.conns: list[Conn] = []
+        self.sessions: list[requests.Session] = []
+        for _ in range(threads):
+            if kind == "raw":
+                conn = tls.connect(url)
+                expect(*conn.send(request("GET", warm, conn.host)))
+                self.conns.append(conn)
+            else:
+                s = requests.Session()
+                s.trust_env = False
+                s.verify = str(certs / "ca.pem")
+                s.cert = (str(certs / "entrust-cert.pem"), str(certs / "entrust-private-nopass.pem"))
+                s.get(url + warm)
+                self.sessions.append(s)
+        self.host = url.split("//", 1)[1]
+
+    def jobs(self, path: str, auths: list[str | None]) -> list[Callable[[], None]]:
+        """One job per connection, sharing out the requests."""
+        n = len(self.conns or self.sessions)
+        shares = [auths[i::n] for i in range(n)]
+        if self.kind == "raw":
+            def raw_job(conn: Conn, share: list[str | None]) -> Callable[[], None]:
+                raws = [request("GET", path, self.host, _headers(a)) for a in share]
+
+                def go() -> None:
+                    for raw in raws:
+                        expect(*conn.send(raw))
+                return go
+            return [raw_job(c, s) for c, s in zip(self.conns, shares, strict=True)]
+
+        def session_job(session: requests.Session, share: list[str | None]) -> Callable[[], None]:
+            url = self.url + path
+
+            def go() -> None:
+                for a in share:
+                    r = session.get(url, headers=_headers(a))
+                    expect(r.status_code, r.content)
+            return go
+        return [session_job(s, share) for s, share in zip(self.sessions, shares, strict=True)]
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        for s in self.sessions:
+            s.close()
 
 
-def connect(certs: Path, base: str, key: object) -> dict[str, str]:
-    """The OAuth dance through requests-oauthlib; the access token pair."""
-    consumer = json.loads((certs / "consumer.json").read_text())
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(certs / "ca.pem")
-    session.cert = (str(certs / "entrust-cert.pem"), str(certs / "entrust-private-nopass.pem"))
-    sig = oauthlib.oauth1.SIGNATURE_RSA
-    r = session.post(base + "/oauth/RequestToken",
-                     auth=OAuth1(consumer["consumer_key"], signature_method=sig, rsa_key=key))
-    rt = dict(parse_qsl(r.text))
-    v = session.post(base + "/_mockxero/authorize", json={"oauth_token": rt["oauth_token"]}).json()
-    r = session.post(base + "/oauth/AccessToken", auth=OAuth1(
-        consumer["consumer_key"], signature_method=sig, rsa_key=key,
-        resource_owner_key=rt["oauth_token"], verifier=v["oauth_verifier"]))
-    tokens = dict(parse_qsl(r.text))
-    tokens["consumer_key"] = consumer["consumer_key"]
-    return tokens
+def _headers(auth: str | None) -> dict[str, str]:
+    return {"Accept": "application/json", "Authorization": auth} if auth else {}
 
 
-def presign(base: str, path: str, tokens: dict[str, str], key: object, n: int) -> list[bytes]:
-    host = urlsplit(base).netloc
-    client = oauthlib.oauth1.Client(tokens["consumer_key"], resource_owner_key=tokens["oauth_token"],
-                                    signature_method=oauthlib.oauth1.SIGNATURE_RSA, rsa_key=key)
-    out = []
-    for _ in range(n):
-        _, headers, _ = client.sign(base + path, http_method="GET")
-        out.append((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n"
-                    f"Authorization: {headers['Authorization']}\r\n\r\n").encode())
-    return out
+def run(jobs: list[Callable[[], None]]) -> float:
+    """Seconds for the jobs, each in its own thread (inline when alone)."""
+    if len(jobs) == 1:
+        start = time.perf_counter()
+        jobs[0]()
+        return time.perf_counter() - start
+    errors: list[BaseException] = []
 
+    def wrap(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:
+            errors.append(exc)
 
-def plain(base: str, path: str, n: int) -> list[bytes]:
-    host = urlsplit(base).netloc
-    return [f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()] * n
-
-
-def tls_socket(certs: Path, base: str) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
-    ctx.load_cert_chain(str(certs / "entrust-cert.pem"), str(certs / "entrust-private-nopass.pem"))
-    parts = urlsplit(base)
-    raw = socket.create_connection((parts.hostname, parts.port))
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return ctx.wrap_socket(raw, server_hostname=parts.hostname)
-
-
-def run(sock: ssl.SSLSocket, requests_: list[bytes], expect: int = 200) -> float:
-    """Send each request, read its whole response; requests per second."""
-    buf = b""
+    threads = [threading.Thread(target=wrap, args=(j,)) for j in jobs]
     start = time.perf_counter()
-    for req in requests_:
-        sock.sendall(req)
-        while b"\r\n\r\n" not in buf:
-            buf += sock.recv(65536)
-        head, _, buf = buf.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        if status != expect:
-            raise SystemExit(f"unexpected status {status}: {head.decode()} {buf[:200]!r}")
-        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-        while len(buf) < length:
-            buf += sock.recv(65536)
-        buf = buf[length:]
-    return len(requests_) / (time.perf_counter() - start)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--path", default="/api.xro/2.0/Organisation")
+    parser.add_argument("--block", type=int, default=100, help="requests per turn")
+    parser.add_argument("--turns", type=int, default=30, help="turns of each server per row")
+    parser.add_argument("--threads", default="1,4")
+    parser.add_argument("--clients", default="raw,requests")
     args = parser.parse_args()
+    print(machine())
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         certs = Path(tmp) / "certs"
-        proc, base = start_server(certs)
-        try:
-            key = load_pem_private_key((certs / "privatekey.pem").read_bytes(), None)
-            tokens = connect(certs, base, key)
-            results: dict[str, list[float]] = {"bare": [], "signed": []}
-            for _ in range(args.rounds):
-                bare = plain(base, "/_mockxero/health", args.requests)
-                signed = presign(base, args.path, tokens, key, args.requests)
-                with tls_socket(certs, base) as sock:
-                    run(sock, bare[:50])  # warm-up
-                    results["bare"].append(run(sock, bare))
-                with tls_socket(certs, base) as sock:
-                    results["signed"].append(run(sock, signed))
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=10)
-    bare_rate = statistics.median(results["bare"])
-    signed_rate = statistics.median(results["signed"])
-    print(json.dumps({
-        "requests_per_round": args.requests,
-        "rounds": args.rounds,
-        "path": args.path,
-        "bare_req_per_s": round(bare_rate, 1),
-        "signed_req_per_s": round(signed_rate, 1),
-        "bare_us_per_req": round(1e6 / bare_rate, 1),
-        "signed_us_per_req": round(1e6 / signed_rate, 1),
-        "signed_over_bare": round(signed_rate / bare_rate, 3),
-        "all_rounds": {k: [round(x, 1) for x in v] for k, v in results.items()},
-    }, indent=2))
+        with (start_mock_cli(certs) as mock, start_harness("bare", certs) as bare,
+              start_harness("listener", certs) as listener):
+            servers = {"bare": bare, "listener": listener, "signed": mock}
+            tls = TLS(certs)
+            signer = Signer.demo(certs)
+            tokens = dance(tls, mock.url, signer)
+            for threads in (int(t) for t in args.threads.split(",")):
+                for kind in args.clients.split(","):
+                    signed = [_auth(signed_get(signer, mock.url, API, tokens))
+                              for _ in range(args.block * args.turns)]
+                    clients = {name: Client(kind, certs, tls, s.url, threads,
+                                            "/_mockxero/health" if name == "signed" else "/ping")
+                               for name, s in servers.items()}
+                    seconds: dict[str, list[float]] = {k: [] for k in NAMES}
+                    cpu = dict.fromkeys(NAMES, 0.0)
+                    for turn in range(args.turns):
+                        order = NAMES[turn % 3:] + NAMES[:turn % 3]
+                        for name in order:
+                            auths = (signed[turn * args.block:(turn + 1) * args.block] if name == "signed"
+                                     else [None] * args.block)
+                            jobs = clients[name].jobs(API if name == "signed" else "/ping", auths)
+                            before = servers[name].cpu_seconds()
+                            seconds[name].append(run(jobs))
+                            cpu[name] += servers[name].cpu_seconds() - before
+                    for c in clients.values():
+                        c.close()
+                    n = args.block * args.turns
+                    ratio = {base: [b / s for b, s in zip(seconds[base], seconds["signed"], strict=True)]
+                             for base in ("bare", "listener")}
+                    rows.append((f"{threads} thread{'s' if threads > 1 else ''}, {kind}",
+                                 *(f"{args.block / median(seconds[k]):.0f}" for k in NAMES),
+                                 spread(ratio["bare"]), spread(ratio["listener"]),
+                                 *(f"{cpu[k] / n * 1e6:.0f}" for k in NAMES)))
+    print(f"{args.turns} turns of {args.block} requests per server and row; "
+          "req/s and ratios are medians over the turns (ratios: min-max)")
+    print_table(["client", "bare req/s", "listener req/s", "signed req/s", "signed/bare",
+                 "signed/listener", "bare CPU µs", "listener CPU µs", "signed CPU µs"], rows)
+
+
+def _auth(raw: bytes) -> str:
+    for line in raw.decode().split("\r\n"):
+        if line.startswith("Authorization: "):
+            return line[len("Authorization: "):]
+    raise ValueError("no Authorization header")
 
 
 if __name__ == "__main__":

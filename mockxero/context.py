@@ -10,6 +10,7 @@ import re
 from urllib.parse import parse_qsl, quote
 
 from flask import current_app, g, request
+from werkzeug.exceptions import HTTPException
 
 from .core import MockCore
 from .oauth import SignedRequest
@@ -76,7 +77,11 @@ def consumer_key_hint() -> str | None:
         if name == "oauth_consumer_key":
             return value
     if request.mimetype == FORM:
-        for name, value in parse_qsl(request.get_data(cache=True).decode("utf-8", "replace")):
+        try:
+            body = request.get_data(cache=True)
+        except HTTPException:  # a body refused as too large: it names no one
+            return None
+        for name, value in parse_qsl(body.decode("utf-8", "replace")):
             if name == "oauth_consumer_key":
                 return value
     return None

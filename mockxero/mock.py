@@ -34,9 +34,11 @@ class MockXero(MockCore):
                 raise RuntimeError("this mock is already serving")
             context = make_context(self.certs.path("server.pem"), self.certs.path("server-key.pem"),
                                    self.certs.path("entrust-ca.pem"))
-            server = HTTPSServer(self.app, context, self.settings.host, self.settings.port,
-                                 threads=self.settings.threads, timeout=self.settings.socket_timeout,
-                                 handshake_timeout=self.settings.handshake_timeout)
+            s = self.settings
+            server = HTTPSServer(self.app, context, s.host, s.port, threads=s.threads,
+                                 timeout=s.socket_timeout, handshake_timeout=s.handshake_timeout,
+                                 max_request_line=s.max_request_line, max_header_bytes=s.max_header_bytes,
+                                 max_header_count=s.max_header_count, header_timeout=s.header_timeout)
             server.start()
             self._server = server
         return self

@@ -6,8 +6,12 @@ verifier on renewal, refuse ``oauth_version=1.0a`` and refuse pyxero's
 header-plus-query split). The pieces that must agree with clients to the
 byte — parameter collection, normalisation, the base string, and the
 RSA-SHA1 and HMAC-SHA1 verification — are oauthlib's own
-``rfc5849.signature`` functions. RSA-SHA1 is given the consumer's public key
-object, loaded once at registration, rather than its PEM.
+``rfc5849.signature`` functions. The base string is built once, by those
+functions, and RSA-SHA1 is then checked with cryptography directly against
+the consumer's public key object, loaded once at registration (what
+oauthlib's ``verify_rsa_sha1`` would reach through PyJWT after building the
+base string again); ``tests/test_speed_signature.py`` holds the two to the
+same answers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from datetime import datetime
 from types import SimpleNamespace
 from urllib.parse import parse_qsl
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from oauthlib.common import safe_string_equals
 from oauthlib.oauth1.rfc5849 import signature as rfc5849
 from oauthlib.oauth1.rfc5849 import utils as rfc5849_utils
 
@@ -136,8 +145,9 @@ class OAuthVerifier:
             raise OAuthProblem(NONCE_USED, f'The nonce value "{nonce}" has already been used')
         # 8. signature
         token = oauth.get("oauth_token", "")
-        secret = token_secret(consumer, token) if token_secret and token else None
-        if secret is None and token and token_secret and consumer.app_type == "public":
+        public = consumer.app_type == "public"  # only HMAC-SHA1 is keyed with the token secret
+        secret = token_secret(consumer, token) if public and token_secret and token else None
+        if secret is None and token and token_secret and public:
             # HMAC-SHA1 cannot be checked without the secret of a token the
             # store no longer (or never) knew: leave it to the endpoint's token
             # check (9), which refuses it as token_rejected (e.g. revoked) —
@@ -174,19 +184,15 @@ class OAuthVerifier:
         except ValueError as exc:
             raise OAuthProblem(PARAMETER_REJECTED,
                                f"Cannot build the signature base string URI: {exc}") from None
-        # oauthlib's verify functions build the base string themselves.
-        received = SimpleNamespace(http_method=req.method, uri=uri, params=params,
-                                   signature=req.oauth["oauth_signature"])
+        # Built once, by oauthlib, and used for the check and the journal.
+        base = signature_base_string(req.method, uri, params)
+        signature = req.oauth["oauth_signature"]
         advice = "Failed to validate signature"
         if consumer.app_type == "public":
-            ok = rfc5849.verify_hmac_sha1(received, consumer.consumer_secret, token_secret)
+            ok = hmac_sha1_matches(base, signature, consumer.consumer_secret, token_secret)
         else:
-            try:
-                # The key object, not its PEM: PyJWT takes either, and
-                # parsing the PEM on every request is most of the cost.
-                ok = rfc5849.verify_rsa_sha1(received, consumer.public_key)
-            except (binascii.Error, ValueError):  # a signature that is not base64
-                ok = False
+            assert consumer.public_key is not None  # checked with the signature method (5)
+            ok = rsa_sha1_matches(base, signature, consumer.public_key)
             expires = consumer.certificate_not_after
             if expires is not None and self.mock_now() > expires:
                 ok = False
@@ -194,16 +200,57 @@ class OAuthVerifier:
                           "upload a new one")
         if not ok:
             problem = OAuthProblem(SIGNATURE_INVALID, advice)
-            problem.base_string = rfc5849.signature_base_string(  # for the journal
-                req.method, uri, rfc5849.normalize_parameters(params))
+            problem.base_string = base  # for the journal
             raise problem
 
 
-#: oauthlib's base string URI, remembered. It is worked out here only to turn
-#: a bad Host into parameter_rejected before oauthlib's verify functions
-#: (which work it out again, and would raise) run; clients call the same few
-#: URLs, so the check costs nothing after the first.
-_base_string_uri = functools.lru_cache(maxsize=4096)(rfc5849.base_string_uri)
+def signature_base_string(method: str, base_string_uri: str, params: list[tuple[str, str]]) -> str:
+    """RFC 5849 §3.4.1's base string, made by oauthlib's own functions (the
+    ones its ``verify_*`` functions call), from an already built base string
+    URI."""
+    base: str = rfc5849.signature_base_string(method, base_string_uri,
+                                              rfc5849.normalize_parameters(params))
+    return base
+
+
+_PKCS1V15 = padding.PKCS1v15()
+_SHA1 = hashes.SHA1()
+
+
+def rsa_sha1_matches(base_string: str, signature: str, public_key: RSAPublicKey) -> bool:
+    """What oauthlib's ``verify_rsa_sha1`` answers for this base string, with
+    cryptography called directly: oauthlib would rebuild the base string and
+    go through PyJWT to the very same ``RSAPublicKey.verify``. A signature
+    that is not base64 (which oauthlib lets escape as ``binascii.Error``)
+    is simply wrong."""
+    try:
+        raw = binascii.a2b_base64(signature.encode("ascii"))
+        public_key.verify(raw, base_string.encode("ascii"), _PKCS1V15, _SHA1)
+    except (ValueError, InvalidSignature):  # also UnicodeError and binascii.Error
+        return False
+    return True
+
+
+def hmac_sha1_matches(base_string: str, signature: str, consumer_secret: str, token_secret: str) -> bool:
+    """oauthlib's ``verify_hmac_sha1`` for an already built base string."""
+    secrets = SimpleNamespace(client_secret=consumer_secret, resource_owner_secret=token_secret)
+    expected = rfc5849.sign_hmac_sha1_with_client(base_string, secrets)
+    return bool(safe_string_equals(expected, signature))
+
+
+#: oauthlib's base string URI, remembered: clients call the same few URLs.
+#: Worked out before the base string so that a bad Host is
+#: parameter_rejected, not an error. Only URIs up to CACHED_URI characters
+#: are remembered: the cache is bounded in bytes (4096 x 512), not only in
+#: entries, whatever paths and Host headers clients invent.
+CACHED_URI = 512
+_cached_base_string_uri = functools.lru_cache(maxsize=4096)(rfc5849.base_string_uri)
+
+
+def _base_string_uri(uri: str) -> str:
+    if len(uri) > CACHED_URI:
+        return str(rfc5849.base_string_uri(uri))
+    return str(_cached_base_string_uri(uri))
 
 
 #: One ``name="value"`` of RFC 5849 §3.5.1, and the comma after it.
@@ -242,8 +289,8 @@ def collect(req: SignedRequest) -> list[tuple[str, str]]:
     auth = req.authorization
     if auth and auth[:6].lower() == "oauth ":
         header_params = [p for p in parse_oauth_header(auth) if p[0] != "realm"]
-    query_params = parse_qsl(req.query, keep_blank_values=True)
-    body_params = parse_qsl(req.form_body, keep_blank_values=True)
+    query_params = parse_qsl(req.query, keep_blank_values=True) if req.query else []
+    body_params = parse_qsl(req.form_body, keep_blank_values=True) if req.form_body else []
     seen: dict[str, str] = {}
     for source, pairs in (("header", header_params), ("query", query_params), ("body", body_params)):
         for name, _ in pairs:

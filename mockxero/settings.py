@@ -78,6 +78,13 @@ class Settings:
     #: Seconds a new connection gets to finish its TLS handshake (it waits
     #: in the selector, not in a worker; capped at socket_timeout).
     handshake_timeout: float = 5.0
+    #: Limits on a request head (the transport answers 414 / 431 past them),
+    #: and the seconds from its first byte until the whole head has arrived
+    #: (it waits in the selector, not in a worker; then 408).
+    max_request_line: int = 32768
+    max_header_bytes: int = 65536
+    max_header_count: int = 100
+    header_timeout: float = 10.0
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -108,8 +115,10 @@ class Settings:
             raise SettingsError(f"port {self.port} is out of range")
         if self.journal_size < 1 or self.threads < 1:
             raise SettingsError("journal_size and threads must be at least 1")
-        if self.socket_timeout <= 0 or self.handshake_timeout <= 0:
-            raise SettingsError("socket_timeout and handshake_timeout must be positive")
+        if self.socket_timeout <= 0 or self.handshake_timeout <= 0 or self.header_timeout <= 0:
+            raise SettingsError("socket_timeout, handshake_timeout and header_timeout must be positive")
+        if min(self.max_request_line, self.max_header_bytes, self.max_header_count) < 1:
+            raise SettingsError("max_request_line, max_header_bytes and max_header_count must be at least 1")
 
 
 def _convert(name: str, raw: str) -> Any:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import heapq
 import itertools
 import secrets
@@ -257,9 +258,14 @@ class Durable:
 class Ephemeral:
     """Per-request bookkeeping, bounded, never persisted."""
 
-    #: (consumer key, nonce) seen within the timestamp window, and when each may be forgotten.
-    nonces: set[tuple[str, str]] = dataclasses.field(default_factory=set)
-    nonce_expiry: list[tuple[float, str, str]] = dataclasses.field(default_factory=list)
+    #: Digests (:meth:`Store.nonce_digest`) of the (consumer key, nonce) pairs
+    #: seen within their timestamp window.
+    nonces: set[int] = dataclasses.field(default_factory=set)
+    #: (forget at, consumer key) → the digests to forget then: one list for all
+    #: the nonces a consumer sent with one timestamp, not a record each.
+    nonce_buckets: dict[tuple[float, str], list[int]] = dataclasses.field(default_factory=dict)
+    #: Heap of the buckets' keys, soonest first.
+    nonce_expiry: list[tuple[float, str]] = dataclasses.field(default_factory=list)
     journal: deque[dict[str, Any]] = dataclasses.field(default_factory=deque)
     faults: list[Fault] = dataclasses.field(default_factory=list)
     #: (consumer key, organisation id) → (minute window, day window) of call times.
@@ -283,6 +289,7 @@ class Store:
         self._fault_seq = itertools.count(1)
         self._journal_changed = threading.Condition(self._lock)
         self._baseline: Durable | None = None
+        self._nonce_key = secrets.token_bytes(16)
         #: Every durable change is written here first (a no-op without a state file).
         self._file = _WriteThrough(None, self._evicted_by)
 
@@ -319,8 +326,9 @@ class Store:
                 del tokens[token]
             for conn in conns:
                 self._drop_connection(conn, None)
-            eph.nonces = {n for n in eph.nonces if n[0] != consumer_key}
-            eph.nonce_expiry = [e for e in eph.nonce_expiry if e[1] != consumer_key]
+            for bucket in [k for k in eph.nonce_buckets if k[1] == consumer_key]:
+                eph.nonces.difference_update(eph.nonce_buckets.pop(bucket))
+            eph.nonce_expiry = [k for k in eph.nonce_expiry if k[1] != consumer_key]
             heapq.heapify(eph.nonce_expiry)
             kept = [e for e in eph.journal if e.get("consumer_key") != consumer_key]
             eph.journal.clear()
@@ -642,24 +650,40 @@ class Store:
             self._file.switches(switches)
 
     # -- nonces ----------------------------------------------------------------
+    # A nonce is kept as a 60-bit keyed BLAKE2b digest of (consumer key,
+    # nonce): a small int (32 bytes) in one set, plus a pointer in its
+    # expiry bucket — about 80 bytes where a tuple of two strings, a heap
+    # entry and its float took ~280-360. A false "already used" needs a new
+    # nonce to share 60 bits of a keyed hash with one remembered: n/2**60 a
+    # request with n in the window, under one in a million million for a
+    # million.
+    def nonce_digest(self, consumer_key: str, nonce: str) -> int:
+        data = f"{len(consumer_key)}:{consumer_key}{nonce}".encode("utf-8", "surrogatepass")
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=self._nonce_key).digest(),
+                              "big") >> 4
+
     def nonce_seen(self, consumer_key: str, nonce: str) -> bool:
-        return (consumer_key, nonce) in self._ephemeral.nonces
+        return self.nonce_digest(consumer_key, nonce) in self._ephemeral.nonces
 
     def remember_nonce(self, consumer_key: str, nonce: str, forget_at: float, now: float) -> bool:
         """Record a nonce until ``forget_at`` (real time, the end of its
         timestamp window), forgetting those whose time has come by ``now``;
         False if it was already there."""
-        key = (consumer_key, nonce)
+        digest = self.nonce_digest(consumer_key, nonce)
         with self._lock:
             eph = self._ephemeral
             expiry = eph.nonce_expiry
             while expiry and expiry[0][0] <= now:
-                _, ck, n = heapq.heappop(expiry)
-                eph.nonces.discard((ck, n))
-            if key in eph.nonces:
+                eph.nonces.difference_update(eph.nonce_buckets.pop(heapq.heappop(expiry), ()))
+            if digest in eph.nonces:
                 return False
-            eph.nonces.add(key)
-            heapq.heappush(expiry, (forget_at, consumer_key, nonce))
+            eph.nonces.add(digest)
+            key = (forget_at, consumer_key)
+            bucket = eph.nonce_buckets.get(key)
+            if bucket is None:
+                bucket = eph.nonce_buckets[key] = []
+                heapq.heappush(expiry, key)
+            bucket.append(digest)
             return True
 
     def nonce_count(self) -> int:
@@ -667,9 +691,10 @@ class Store:
 
     def nonce_forget_at(self, consumer_key: str, nonce: str) -> float | None:
         """When a remembered nonce will be forgotten (None: not remembered)."""
+        digest = self.nonce_digest(consumer_key, nonce)
         with self._lock:
-            return next((at for at, ck, n in self._ephemeral.nonce_expiry
-                         if ck == consumer_key and n == nonce), None)
+            return next((at for (at, ck), digests in self._ephemeral.nonce_buckets.items()
+                         if ck == consumer_key and digest in digests), None)
 
     # -- journal ---------------------------------------------------------------
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from mockxero import MockXero, api_data
+from mockxero import MockXero, api_data, oauth
 from mockxero.api_data import Batch
 
 from .helpers import CSRF_COOKIE, Partner, Tokens, assert_problem, csrf_form
@@ -94,6 +94,16 @@ def test_an_oversized_oauth_body_is_a_xero_shaped_413(xero: MockXero, partner: P
                                headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert_problem(response, 413, "parameter_rejected", advice_contains="64 KB")
     assert xero.journal()[-1]["status"] == 413
+
+
+def test_an_oversized_chunked_oauth_body_is_a_xero_shaped_413(xero: MockXero, partner: Partner) -> None:
+    """Chunked bodies are decoded by the listener and reach the app with
+    their length: the same limit holds (unsigned: requests-oauthlib cannot
+    sign a streamed body, and the size is refused first)."""
+    body = b"padding=" + b"x" * (200 * 1024)
+    response = partner.session.post(xero.url + "/oauth/RequestToken", data=iter([body[:1000], body[1000:]]),
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert_problem(response, 413, "parameter_rejected", advice_contains="64 KB")
 
 
 def test_a_method_oauth_does_not_take_is_a_xero_shaped_405(partner: Partner) -> None:
@@ -197,3 +207,15 @@ def test_a_big_save_never_stalls_another_client(xero: MockXero, partner: Partner
         assert served_during >= 3, served_during
     finally:
         other.close()
+
+
+def test_the_base_string_uri_cache_remembers_only_short_uris(partner: Partner, tokens: Tokens) -> None:
+    """Paths and Host headers are the client's to choose: long ones are
+    worked out every time and never fill the cache."""
+    cache = oauth._cached_base_string_uri
+    partner.api(tokens, "Organisation")
+    before = cache.cache_info().currsize
+    for i in range(20):
+        response = partner.api(tokens, f"Contacts/{'x' * 600}{i}")
+        assert response.status_code == 404  # signed correctly: past the checks, to the router
+    assert cache.cache_info().currsize == before

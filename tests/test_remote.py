@@ -237,7 +237,8 @@ def test_not_a_certificates_folder(tmp_path: Path) -> None:
         RemoteMock("https://127.0.0.1:1", tmp_path)
 
 
-def test_nothing_listening_is_a_connection_error(remote_certs: Path) -> None:
+def test_nothing_listening_is_a_connection_error(remote_url: str, remote_certs: Path) -> None:
+    """A real certificates folder (the served one's), but nothing on the port."""
     with RemoteMock("https://127.0.0.1:9", remote_certs, timeout=2) as handle, \
             pytest.raises(requests.ConnectionError):
         handle.health()
