@@ -9,7 +9,8 @@ broken framing, mutated signed requests, and 256 connections that stall
 half-way through a request head. VmRSS is read from /proc after start-up,
 after each pass and after each reset.
 
-    python bench/bench_hostile_memory.py [--arenas 2] [--passes 2]
+    python bench/bench_hostile_memory.py [--arenas 2] [--mmap-threshold 131072] [--passes 2]
+                                         [--stalled 256] [--no-requests] [--no-bad-signatures]
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class Client:
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
-def hostile_pass(client: Client, seed: int, bad_signatures: bool = True) -> dict[str, int]:
+def hostile_pass(client: Client, seed: int, bad_signatures: bool = True, stalled_count: int = 256,
+                 requests: bool = True) -> dict[str, int]:
     rng = random.Random(seed)
     jobs: list[bytes] = []
     if bad_signatures:  # each journals its base string (issue 11, item 3: the application's part)
@@ -125,9 +127,11 @@ def hostile_pass(client: Client, seed: int, bad_signatures: bool = True) -> dict
         cut = rng.randrange(30, 200)
         jobs.append(request[:cut] + request[cut + rng.randrange(1, 20):] if rng.random() < 0.5 else request)
     rng.shuffle(jobs)
+    if not requests:
+        jobs = []
     statuses: dict[str, int] = {}
     stalled = []
-    for _ in range(256):
+    for _ in range(stalled_count):
         with contextlib.suppress(OSError):
             sock = client.connect()
             sock.sendall(b"GET /api.xro/2.0/Organisation HTTP/1.1\r\nHost: x\r\nX-A: ")
@@ -147,6 +151,10 @@ def main() -> None:
     parser.add_argument("--mmap-threshold", default="",
                         help="MALLOC_MMAP_THRESHOLD_ for the server (default: unset, glibc's dynamic one)")
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--stalled", type=int, default=256,
+                        help="connections that stall half-way through a head, per pass")
+    parser.add_argument("--no-requests", action="store_true",
+                        help="only the stalled connections (to tell their share from the requests')")
     parser.add_argument("--no-bad-signatures", action="store_true",
                         help="leave out the 1 MB bodies with a wrong signature (the journal's share)")
     args = parser.parse_args()
@@ -160,7 +168,8 @@ def main() -> None:
                                          "MALLOC_MMAP_THRESHOLD_": args.mmap_threshold or "unset",
                                          "rss_mib_started": rss_mib(proc.pid)}
             for n in range(1, args.passes + 1):
-                statuses = hostile_pass(client, seed=11, bad_signatures=not args.no_bad_signatures)
+                statuses = hostile_pass(client, seed=11, bad_signatures=not args.no_bad_signatures,
+                                        stalled_count=args.stalled, requests=not args.no_requests)
                 time.sleep(0.5)
                 report[f"pass{n}_statuses"] = statuses
                 report[f"rss_mib_after_pass{n}"] = rss_mib(proc.pid)
