@@ -9,6 +9,7 @@ the server's, and a pinned pool fails the test instead of hanging it."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import ssl
 import time
 from collections.abc import Iterator
@@ -394,3 +395,28 @@ def test_the_head_limits_are_settings_of_the_mock(tmp_path_factory: pytest.TempP
         assert many.status == 431
         fine = exchange(small.port, ctx, b"GET /_mockxero/health" + head + b"Connection: close\r\n\r\n")
         assert fine.status == 200
+
+
+def test_closed_connections_are_freed_without_the_cycle_collector(mock: MockXero,
+                                                                 ctx: ssl.SSLContext) -> None:
+    """Each connection's OpenSSL state goes when it closes, not whenever
+    Python's cycle collector next runs (RSS used to climb with traffic)."""
+    from mockxero.tls import _Connection
+
+    def alive() -> int:
+        return sum(isinstance(o, _Connection) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()
+        for _ in range(30):
+            reply = exchange(mock.port, ctx,
+                             b"GET /_mockxero/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert reply.status == 200
+        deadline = time.monotonic() + 10
+        while alive() > before + 5 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the selector lets go of the last ones
+        assert alive() <= before + 5
+    finally:
+        gc.enable()
