@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
+from flask.ctx import _AppCtxGlobals
 from werkzeug.exceptions import HTTPException
 
 from .core import MockCore
@@ -19,6 +20,17 @@ from .peer import PEER_ENVIRON
 CORE_KEY = "mockxero"
 FORM = "application/x-www-form-urlencoded"
 _HEADER_CONSUMER = re.compile(r'oauth_consumer_key="([^"]*)"')
+
+
+def this_request() -> Request:
+    """The request object itself: each attribute read through Flask's
+    ``request`` proxy costs ~0.8 us, and a signed call reads dozens."""
+    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+def this_g() -> _AppCtxGlobals:
+    """Flask's ``g`` itself, for the same reason as :func:`this_request`."""
+    return g._get_current_object()  # type: ignore[no-any-return]
 
 
 def core() -> MockCore:
