@@ -22,7 +22,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from . import api_data, render
-from .context import core, signed_request
+from .context import core, signed_request, this_request
 from .problems import (
     RATE_LIMIT_EXCEEDED,
     REVOKED_ADVICE,
@@ -151,7 +151,7 @@ def _api_error(exc: ApiError) -> Response:
 
 def wants_json() -> bool:
     """``Accept`` prefers JSON to XML (XML is Xero's default)."""
-    accept = request.headers.get("Accept", "").lower()  # media types are case-insensitive
+    accept = this_request().environ.get("HTTP_ACCEPT", "").lower()  # media types are case-insensitive
     if "json" not in accept:
         return False
     if accept.strip() == "application/json":  # what clients send: skip the parser
@@ -262,7 +262,7 @@ def _organisation(consumer: Consumer, org: Organisation, rest: list[str]) -> Res
         if rest[-1].lower() in ("actions", "cissettings") and len(rest) <= 2:
             raise not_implemented()
         return not_found()
-    if request.method not in ("GET", "HEAD"):
+    if this_request().method not in ("GET", "HEAD"):
         raise not_implemented()  # Xero: "e.g. POST Organisation"
     record = core().store.records(org.organisation_id, api_data.ORGANISATIONS)[org.organisation_id]
     return respond(consumer, api_data.ORGANISATIONS, [record])

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from . import api, control, flow
-from .context import CORE_KEY, consumer_key_hint
+from .context import CORE_KEY, consumer_key_hint, this_g, this_request
 from .core import MockCore
 from .problems import PARAMETER_REJECTED, RATE_LIMIT_EXCEEDED, ClientCertificateRefused, OAuthProblem
 from .statefile import StateFileError
@@ -104,15 +104,18 @@ def create_app(the_mock: MockCore) -> Flask:
 
     @app.before_request
     def _start() -> Response | None:
-        g.started = time.perf_counter()
-        if request.path.startswith(OAUTH_PREFIX):
-            request.max_content_length = OAUTH_MAX_BODY  # chunked bodies too
-        if not the_mock.store.has_faults or request.path.startswith(CONTROL_PREFIX):
+        state = this_g()
+        state.started = time.perf_counter()
+        req = this_request()
+        path = req.path
+        if path.startswith(OAUTH_PREFIX):
+            req.max_content_length = OAUTH_MAX_BODY  # chunked bodies too
+        if not the_mock.store.has_faults or path.startswith(CONTROL_PREFIX):
             return None
-        fault = the_mock.store.take_fault(request.path, consumer_key_hint())
+        fault = the_mock.store.take_fault(path, consumer_key_hint())
         if fault is None:
             return None
-        g.fault = fault.fault_id
+        state.fault = fault.fault_id
         if fault.kind == "delay":
             time.sleep(fault.delay)
             return None
@@ -165,28 +168,38 @@ def create_app(the_mock: MockCore) -> Flask:
 
     @app.after_request
     def _journal(response: Response) -> Response:
-        if request.path.startswith(CONTROL_PREFIX) and not g.get("internal_error"):
+        # Read once from the request and g themselves (not their proxies),
+        # and the consumer from the signed request when it was built.
+        req = this_request()
+        state = this_g()
+        path = req.path
+        internal_error = state.get("internal_error")
+        if path.startswith(CONTROL_PREFIX) and not internal_error:
             return response  # the control API's own calls are not the user's traffic
-        problem = g.get("problem")
+        problem = state.get("problem")
+        signed = state.get("signed")
+        consumer_key = signed.consumer_key if signed is not None else None
+        ended = time.perf_counter()
         entry: dict[str, Any] = {
             "time": time.time(),
             "mock_time": the_mock.now(),
-            "method": request.method,
-            "path": _cut(request.path),
-            "consumer_key": _cut(consumer_key_hint(), 256),
+            "method": req.method,
+            "path": _cut(path),
+            "consumer_key": _cut(consumer_key or consumer_key_hint(), 256),
             "status": response.status_code,
-            "oauth_problem": getattr(problem, "problem", None),
-            "advice": _cut(getattr(problem, "advice", None)),
-            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+            "oauth_problem": None if problem is None else problem.problem,
+            "advice": None if problem is None else _cut(problem.advice),
+            "duration_ms": round((ended - state.get("started", ended)) * 1000, 3),
         }
         if problem is not None and problem.base_string is not None:
             entry["base_string"] = _cut(problem.base_string)
-        if g.get("fault") is not None:
-            entry["fault"] = g.fault
-        if g.get("internal_error"):
+        fault = state.get("fault")
+        if fault is not None:
+            entry["fault"] = fault
+        if internal_error:
             # A bug of the mock's: the test that caused it should fail with this.
-            entry["error"] = g.internal_error
-            entry["traceback"] = g.traceback
+            entry["error"] = internal_error
+            entry["traceback"] = state.traceback
         the_mock.store.record(entry)
         return response
 

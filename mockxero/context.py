@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
+from flask.ctx import _AppCtxGlobals
 from werkzeug.exceptions import HTTPException
 
 from .core import MockCore
@@ -21,6 +22,17 @@ FORM = "application/x-www-form-urlencoded"
 _HEADER_CONSUMER = re.compile(r'oauth_consumer_key="([^"]*)"')
 
 
+def this_request() -> Request:
+    """The request object itself: each attribute read through Flask's
+    ``request`` proxy costs ~0.8 us, and a signed call reads dozens."""
+    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+def this_g() -> _AppCtxGlobals:
+    """Flask's ``g`` itself, for the same reason as :func:`this_request`."""
+    return g._get_current_object()  # type: ignore[no-any-return]
+
+
 def core() -> MockCore:
     """The mock this app serves."""
     return current_app.extensions[CORE_KEY]  # type: ignore[no-any-return]
@@ -30,10 +42,12 @@ def signed_request() -> SignedRequest:
     """This request as the OAuth checks see it (built once per request).
     The URI comes from the raw request target, not Flask's decoded URL:
     the base string must use the bytes the client signed."""
-    cached = g.get("signed")
+    state = this_g()
+    cached = state.get("signed")
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    env = request.environ
+    req = this_request()
+    env = req.environ
     raw_uri = env.get("REQUEST_URI") or env.get("RAW_URI")
     if raw_uri:
         path = raw_uri.split("?", 1)[0]
@@ -45,21 +59,22 @@ def signed_request() -> SignedRequest:
     if base:
         uri = base.rstrip("/") + path
     else:
-        host = (request.headers.get("Host")
+        host = (env.get("HTTP_HOST")
                 or f"{env.get('SERVER_NAME', 'localhost')}:{env.get('SERVER_PORT', '')}")
-        uri = f"{request.scheme}://{host}{path}"
+        uri = f"{req.scheme}://{host}{path}"
+    method = req.method
     form_body = ""
-    if (request.mimetype == FORM) and request.method not in ("GET", "HEAD"):
-        form_body = request.get_data(cache=True).decode("utf-8", "replace")
+    if method not in ("GET", "HEAD") and req.mimetype == FORM:
+        form_body = req.get_data(cache=True).decode("utf-8", "replace")
     signed = SignedRequest(
-        method=request.method,
+        method=method,
         uri=uri,
         query=env.get("QUERY_STRING", ""),
         form_body=form_body,
-        authorization=request.headers.get("Authorization"),
+        authorization=env.get("HTTP_AUTHORIZATION"),
         peer=env.get(PEER_ENVIRON),
     )
-    g.signed = signed
+    state.signed = signed
     return signed
 
 

@@ -343,6 +343,7 @@ def test_rendered_records_kept_for_reuse_are_bounded_in_size(monkeypatch: pytest
     versions of a megabyte invoice (each update replaces the record) held
     gigabytes."""
     monkeypatch.setattr(render, "_FRAGMENTS", {})
+    monkeypatch.setattr(render, "_fragment_chars", 0)  # what earlier tests rendered counts no more
     monkeypatch.setattr(render, "_FRAGMENT_CHARS", 50_000)
     records = [{"Name": "x" * 10_000, "N": n} for n in range(20)]
     for record in records:
