@@ -214,6 +214,10 @@ class MockCore:
             raise ControlError(str(exc)) from None
         return rt, organisation
 
+    def default_organisation(self) -> Organisation:
+        """The organisation an approval picks when none is named."""
+        return self._organisation_for(None)
+
     def _organisation_for(self, ref: str | None) -> Organisation:
         """The organisation ``ref`` names, or the default one (see
         ``change_settings(organisation=...)``)."""

@@ -187,7 +187,8 @@ def authorize_page() -> Response | WerkzeugResponse:
     days = the_mock.settings.authorization_ttl / 86400
     lifetime = f"{days:g} days" if days >= 1 else f"{the_mock.settings.authorization_ttl} seconds"
     return _form_page("authorize.html", consumer=consumer, token=rt.token, callback=rt.callback,
-                      lifetime=lifetime, organisations=the_mock.store.organisations())
+                      lifetime=lifetime, organisations=the_mock.store.organisations(),
+                      default_id=the_mock.default_organisation().organisation_id)
 
 
 @blueprint.route("/oauth/Authorize", methods=["POST"])

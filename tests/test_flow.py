@@ -135,6 +135,16 @@ def test_authorize_page_shows_the_app_the_organisations_and_the_choices(
     assert stored is not None and stored.state == "pending"  # looking decides nothing
 
 
+def test_the_picker_preselects_the_default_organisation(
+        xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
+    nz, au = (org["short_code"] for org in xero.organisations())
+    rt = request_token(partner, "http://localhost:8000/cb")
+    assert f'value="{nz}" selected' in authorize_page(xero, anonymous, rt.oauth_token).text
+    xero.change_settings(organisation=au)
+    html = authorize_page(xero, anonymous, rt.oauth_token).text
+    assert f'value="{au}" selected' in html and f'value="{nz}" selected' not in html
+
+
 def test_allow_redirects_to_the_callback_and_the_exchange_works(
         xero: MockXero, partner: Partner, anonymous: requests.Session) -> None:
     rt = request_token(partner, "http://localhost:8000/xero/cb")
