@@ -224,27 +224,39 @@ def signed_get(signer: Signer, url: str, path: str, tokens: dict[str, str], clos
     return request("GET", path, host, {"Accept": "application/json", "Authorization": auth}, close=close)
 
 
-def dance(tls: TLS, url: str, signer: Signer, sign_seconds: list[float] | None = None) -> dict[str, str]:
-    """RequestToken → authorize through the control API → AccessToken, each
-    leg on a new connection; the access token pair. ``sign_seconds`` collects
-    the client's own signing time."""
+def request_token_and_verifier(tls: TLS, url: str, signer: Signer) -> tuple[dict[str, str], str, float]:
+    """RequestToken, then approval through the control API, each on a new
+    connection: the request token pair, its verifier, and the client's own
+    signing time."""
     host = urlsplit(url).netloc
-    clock = time.perf_counter
-    t = clock()
+    t = time.perf_counter()
     auth = signer.authorization("POST", url + "/oauth/RequestToken", callback="oob")
-    signed = clock() - t
+    signed = time.perf_counter() - t
     rt = dict(parse_qsl(once(tls, url, request("POST", "/oauth/RequestToken", host,
                                                 {"Authorization": auth}, close=True)).decode()))
     body = json.dumps({"oauth_token": rt["oauth_token"]}).encode()
     verifier = json.loads(once(tls, url, request("POST", "/_mockxero/authorize", host,
                                                  {"Content-Type": "application/json"}, body,
                                                  close=True)))["oauth_verifier"]
-    t = clock()
+    return rt, verifier, signed
+
+
+def access_token_request(url: str, signer: Signer, rt: dict[str, str], verifier: str) -> bytes:
+    """The AccessToken exchange, signed, as bytes to send on a new connection."""
     auth = signer.authorization("POST", url + "/oauth/AccessToken", rt["oauth_token"],
                                 rt["oauth_token_secret"], verifier=verifier)
-    signed += clock() - t
-    tokens = dict(parse_qsl(once(tls, url, request("POST", "/oauth/AccessToken", host,
-                                                    {"Authorization": auth}, close=True)).decode()))
+    return request("POST", "/oauth/AccessToken", urlsplit(url).netloc, {"Authorization": auth}, close=True)
+
+
+def dance(tls: TLS, url: str, signer: Signer, sign_seconds: list[float] | None = None) -> dict[str, str]:
+    """RequestToken → authorize through the control API → AccessToken, each
+    leg on a new connection; the access token pair. ``sign_seconds`` collects
+    the client's own signing time."""
+    rt, verifier, signed = request_token_and_verifier(tls, url, signer)
+    t = time.perf_counter()
+    raw = access_token_request(url, signer, rt, verifier)
+    signed += time.perf_counter() - t
+    tokens = dict(parse_qsl(once(tls, url, raw).decode()))
     if sign_seconds is not None:
         sign_seconds.append(signed)
     return tokens

@@ -30,6 +30,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from _common import (
     API,
@@ -37,6 +38,7 @@ from _common import (
     Conn,
     Server,
     Signer,
+    access_token_request,
     dance,
     expect,
     machine,
@@ -44,6 +46,7 @@ from _common import (
     once,
     print_table,
     request,
+    request_token_and_verifier,
     signed_get,
     start_harness,
 )
@@ -201,20 +204,8 @@ def connections(args: argparse.Namespace, certs: Path) -> None:
 
 def timed_exchange(tls: TLS, url: str, signer: Signer) -> tuple[dict[str, str], float]:
     """A dance whose AccessToken leg alone is timed."""
-    import json
-    from urllib.parse import parse_qsl, urlsplit
-
-    host = urlsplit(url).netloc
-    auth = signer.authorization("POST", url + "/oauth/RequestToken", callback="oob")
-    rt = dict(parse_qsl(once(tls, url, request("POST", "/oauth/RequestToken", host,
-                                                {"Authorization": auth}, close=True)).decode()))
-    body = json.dumps({"oauth_token": rt["oauth_token"]}).encode()
-    verifier = json.loads(once(tls, url, request("POST", "/_mockxero/authorize", host,
-                                                 {"Content-Type": "application/json"}, body,
-                                                 close=True)))["oauth_verifier"]
-    auth = signer.authorization("POST", url + "/oauth/AccessToken", rt["oauth_token"],
-                                rt["oauth_token_secret"], verifier=verifier)
-    raw = request("POST", "/oauth/AccessToken", host, {"Authorization": auth}, close=True)
+    rt, verifier, _ = request_token_and_verifier(tls, url, signer)
+    raw = access_token_request(url, signer, rt, verifier)
     start = time.perf_counter()
     tokens = dict(parse_qsl(once(tls, url, raw).decode()))
     return tokens, time.perf_counter() - start

@@ -340,7 +340,7 @@ def _explain(exc: sqlite3.Error, path: Path, doing: str) -> StateFileError:
     if "unable to open" in text:
         return StateFileError(f"state file {path} cannot be opened or created ({exc}); check that "
                               "its folder exists and is writable")
-    if "disk is full" in text or "full" in text:
+    if "full" in text:  # "database or disk is full"
         return StateFileError(f"state file {path}: the disk is full ({exc})")
     return StateFileError(f"state file {path}: {doing} failed: {exc}")
 
