@@ -147,12 +147,16 @@ def create_app(the_mock: MockCore) -> Flask:
             return _refused(_http_problem(exc))
         return exc.get_response()
 
+    def _note_internal_error(exc: Exception) -> None:
+        """For the journal: the test that caused it should fail with this."""
+        g.internal_error = f"{type(exc).__name__}: {exc}"
+        g.traceback = traceback.format_exc()
+
     @app.errorhandler(StateFileError)
     def _unwritable(exc: StateFileError) -> Response:
         # The change was not made (the store writes the file first); say why.
         log.error("state file: %s", exc)
-        g.internal_error = f"StateFileError: {exc}"
-        g.traceback = traceback.format_exc()
+        _note_internal_error(exc)
         if request.path.startswith(CONTROL_PREFIX):
             return control.json_error(503, str(exc))
         return Response(f"mockxero cannot keep this change: {exc}\n", status=503,
@@ -161,8 +165,7 @@ def create_app(the_mock: MockCore) -> Flask:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        g.internal_error = f"{type(exc).__name__}: {exc}"
-        g.traceback = traceback.format_exc()
+        _note_internal_error(exc)
         return Response(f"mockxero internal error: {type(exc).__name__}: {exc}\n", status=500,
                         content_type="text/plain; charset=utf-8")
 

@@ -331,10 +331,8 @@ class MockCore:
                 limit = parse_rate_limit(rate_limit)
             except SettingsError as exc:
                 raise ControlError(str(exc)) from None
-        lifetimes = {name: value for name, value in (("access_token_ttl", access_token_ttl),
-                                                     ("authorization_ttl", authorization_ttl),
-                                                     ("request_token_ttl", request_token_ttl))
-                     if value is not None}
+        given = (access_token_ttl, authorization_ttl, request_token_ttl)
+        lifetimes = {name: value for name, value in zip(_LIFETIMES, given, strict=True) if value is not None}
         settings = self.settings.replace(**lifetimes) if lifetimes else self.settings
         try:
             settings.validate()

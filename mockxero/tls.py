@@ -208,12 +208,6 @@ class _Gateway(cheroot.wsgi.Gateway_10):
         return env
 
 
-_PLAIN_HTTP_BODY = b"The client sent a plain HTTP request, but this port speaks HTTPS only.\r\n"
-_PLAIN_HTTP_REPLY = (
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_PLAIN_HTTP_BODY), _PLAIN_HTTP_BODY)
-)
-
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
             431: "Request Header Fields Too Large", 501: "Not Implemented", 503: "Service Unavailable"}
 
@@ -224,6 +218,9 @@ def _refusal(status: int, message: str, reason: str | None = None) -> bytes:
     reason = reason or _REASONS.get(status, "Error")
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii") + body
+
+
+_PLAIN_HTTP_REPLY = _refusal(400, "The client sent a plain HTTP request, but this port speaks HTTPS only.")
 
 
 @dataclasses.dataclass(frozen=True)
